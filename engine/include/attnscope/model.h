@@ -1,0 +1,91 @@
+// Models of every family behind one interface: a full (training-time) forward over a
+// sequence and a token-by-token decode with caches. Tokens are bytes; the input at position
+// p is BOS for p = 0 and x[p-1] otherwise, and logits row p predicts x[p].
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attnscope/attention.h"
+#include "attnscope/config.h"
+#include "attnscope/status.h"
+#include "attnscope/tensor.h"
+
+namespace attnscope {
+
+using WeightMap = std::map<std::string, Tensor>;
+// Set to true by another thread to stop long work; checked between tokens and layers.
+using CancelFlag = std::atomic<bool>;
+
+enum class ParamInit { kOnes, kZeros, kNormal, kNormalScaled, kLogits };
+// One tensor a family needs: its name in the model file, its shape and how it starts.
+// kNormalScaled is N(0, 0.02) / sqrt(2 * layers) (output projections and W2); kLogits is the
+// logit layer, zero in the paper's initialisation.
+struct ParamSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  ParamInit init = ParamInit::kNormal;
+};
+// The tensors of a (resolved) configuration, in file order.
+std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg);
+int64_t model_param_count(const ModelConfig& cfg);
+
+struct InitOptions {
+  uint64_t seed = 0;
+  bool zero_logits = true;  // the paper's init; tests turn it off so logits carry information
+};
+WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt);
+// Every spec'd tensor present with its shape, nothing extra.
+Status model_check_weights(const ModelConfig& cfg, const WeightMap& w);
+
+// Per-family decode caches; opaque to callers.
+class DecodeState {
+ public:
+  virtual ~DecodeState() = default;
+  int64_t pos = 0;  // the position whose logits the next step produces
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  const ModelConfig& config() const { return cfg_; }
+  const WeightMap& weights() const { return w_; }
+
+  // x has n tokens (1 <= n <= seq_len). logits becomes (rows, 256): row r predicts
+  // x[*first_row + r] from x[< *first_row + r]. first_row is 0 except for Perceiver AR,
+  // whose latents are the last M positions (first_row = max(0, n - M)).
+  virtual Status forward(const uint8_t* x, int64_t n, Tensor* logits, int64_t* first_row,
+                         const CancelFlag* cancel = nullptr) const = 0;
+  virtual std::unique_ptr<DecodeState> decode_begin() const = 0;
+  // Feeds the input at state.pos (BOS when pos = 0, else prev_token = x[pos-1]) and writes
+  // the 256 logits that predict x[pos]; then pos advances.
+  virtual Status decode_step(DecodeState& state, int prev_token, float* logits) const = 0;
+
+  // Work counters (score entries, keys read) for tests and benchmarks.
+  AttnStats& stats() const { return stats_; }
+
+ protected:
+  Model(ModelConfig cfg, WeightMap w) : cfg_(std::move(cfg)), w_(std::move(w)) {}
+  const float* param(const std::string& name) const;  // asserts presence (checked at create)
+
+  ModelConfig cfg_;
+  WeightMap w_;
+  mutable AttnStats stats_;
+};
+
+// Checks the config and weights, then builds the family's model.
+Expected<std::unique_ptr<Model>> model_create(const ModelConfig& cfg, WeightMap weights);
+
+// Log-probabilities of every position: out is (n, 256) log-softmax rows; row p is log P(x[p]
+// | x[< p]). Uses the full forward where it covers the rows, decode steps where it does not.
+Status model_log_probs(const Model& m, const uint8_t* x, int64_t n, Tensor* out,
+                       const CancelFlag* cancel = nullptr);
+// Mean of -log2 P(x[p] | x[< p]) over all n positions.
+Expected<double> model_bits_per_dim(const Model& m, const uint8_t* x, int64_t n,
+                                    const CancelFlag* cancel = nullptr);
+
+}  // namespace attnscope

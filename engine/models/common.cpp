@@ -1,0 +1,186 @@
+// Shared model pieces: embedding, pre-LN block (full and decode), FFN, KV cache, logit head.
+#include "models/common.h"
+
+#include <cassert>
+#include <cstring>
+#include <vector>
+
+#include "ops/ops.h"
+
+namespace attnscope {
+
+namespace {
+int64_t pos_rows(const ModelConfig& cfg) {
+  const auto& m = cfg.modality;
+  if (m.kind == ModalityKind::kImage) return m.height;
+  return (cfg.seq_len() + cfg.pos_width - 1) / cfg.pos_width;
+}
+int64_t pos_cols(const ModelConfig& cfg) {
+  const auto& m = cfg.modality;
+  return m.kind == ModalityKind::kImage ? m.width : cfg.pos_width;
+}
+}  // namespace
+
+void common_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
+  const int64_t D = cfg.dim;
+  out->push_back({"embed.token", {kVocab, D}, ParamInit::kNormal});
+  out->push_back({"embed.bos", {D}, ParamInit::kNormal});
+  out->push_back({"embed.pos_row", {pos_rows(cfg), D}, ParamInit::kNormal});
+  out->push_back({"embed.pos_col", {pos_cols(cfg), D}, ParamInit::kNormal});
+  if (cfg.modality.kind == ModalityKind::kImage)
+    out->push_back({"embed.pos_channel", {cfg.modality.channels, D}, ParamInit::kNormal});
+  out->push_back({"final_ln.weight", {D}, ParamInit::kOnes});
+  out->push_back({"final_ln.bias", {D}, ParamInit::kZeros});
+  out->push_back({"head.weight", {D, kVocab}, ParamInit::kLogits});
+  out->push_back({"head.bias", {kVocab}, ParamInit::kZeros});
+}
+
+void block_param_specs(const std::string& p, int dim, int ff_dim, std::vector<ParamSpec>* out) {
+  const int64_t D = dim, F = ff_dim;
+  out->push_back({p + "ln1.weight", {D}, ParamInit::kOnes});
+  out->push_back({p + "ln1.bias", {D}, ParamInit::kZeros});
+  out->push_back({p + "attn.wq", {D, D}, ParamInit::kNormal});
+  out->push_back({p + "attn.wk", {D, D}, ParamInit::kNormal});
+  out->push_back({p + "attn.wv", {D, D}, ParamInit::kNormal});
+  out->push_back({p + "attn.wo", {D, D}, ParamInit::kNormalScaled});
+  out->push_back({p + "ln2.weight", {D}, ParamInit::kOnes});
+  out->push_back({p + "ln2.bias", {D}, ParamInit::kZeros});
+  out->push_back({p + "ff.w1", {D, F}, ParamInit::kNormal});
+  out->push_back({p + "ff.b1", {F}, ParamInit::kZeros});
+  out->push_back({p + "ff.w2", {F, D}, ParamInit::kNormalScaled});
+  out->push_back({p + "ff.b2", {D}, ParamInit::kZeros});
+}
+
+const float* weight_ptr(const WeightMap& w, const std::string& name) {
+  auto it = w.find(name);
+  assert(it != w.end() && "weight missing: did model_check_weights run before create?");
+  return it->second.data();
+}
+
+CommonParams common_params(const WeightMap& w, const ModelConfig& cfg) {
+  CommonParams c{};
+  c.token = weight_ptr(w, "embed.token");
+  c.bos = weight_ptr(w, "embed.bos");
+  c.pos_row = weight_ptr(w, "embed.pos_row");
+  c.pos_col = weight_ptr(w, "embed.pos_col");
+  c.pos_channel =
+      cfg.modality.kind == ModalityKind::kImage ? weight_ptr(w, "embed.pos_channel") : nullptr;
+  c.lnf_g = weight_ptr(w, "final_ln.weight");
+  c.lnf_b = weight_ptr(w, "final_ln.bias");
+  c.head_w = weight_ptr(w, "head.weight");
+  c.head_b = weight_ptr(w, "head.bias");
+  return c;
+}
+
+BlockParams block_params(const WeightMap& w, const std::string& p) {
+  return {weight_ptr(w, p + "ln1.weight"), weight_ptr(w, p + "ln1.bias"),
+          weight_ptr(w, p + "attn.wq"),    weight_ptr(w, p + "attn.wk"),
+          weight_ptr(w, p + "attn.wv"),    weight_ptr(w, p + "attn.wo"),
+          weight_ptr(w, p + "ln2.weight"), weight_ptr(w, p + "ln2.bias"),
+          weight_ptr(w, p + "ff.w1"),      weight_ptr(w, p + "ff.b1"),
+          weight_ptr(w, p + "ff.w2"),      weight_ptr(w, p + "ff.b2")};
+}
+
+void embed_one(const CommonParams& cp, const ModelConfig& cfg, int64_t p, int prev, float* out) {
+  const int64_t D = cfg.dim;
+  const float* tok = p == 0 ? cp.bos : cp.token + static_cast<int64_t>(prev) * D;
+  int64_t row, col;
+  const float* chan = nullptr;
+  if (cfg.modality.kind == ModalityKind::kImage) {
+    const int64_t C = cfg.modality.channels, W = cfg.modality.width;
+    chan = cp.pos_channel + (p % C) * D;
+    col = (p / C) % W;
+    row = p / (C * W);
+  } else {
+    row = p / cfg.pos_width;
+    col = p % cfg.pos_width;
+  }
+  const float* pr = cp.pos_row + row * D;
+  const float* pc = cp.pos_col + col * D;
+  for (int64_t i = 0; i < D; ++i) out[i] = tok[i] + pr[i] + pc[i] + (chan ? chan[i] : 0.0f);
+}
+
+void embed_inputs(const CommonParams& cp, const ModelConfig& cfg, const uint8_t* x, int64_t p0,
+                  int64_t count, float* out) {
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t p = p0 + r;
+    embed_one(cp, cfg, p, p > 0 ? x[p - 1] : 0, out + r * cfg.dim);
+  }
+}
+
+void head_forward(const CommonParams& cp, const ModelConfig& cfg, const float* x, int64_t n,
+                  float* logits) {
+  Tensor h = Tensor::zeros({n, cfg.dim}, MemCategory::kActivations);
+  op_layernorm(x, cp.lnf_g, cp.lnf_b, h.data(), n, cfg.dim);
+  op_matmul(h.data(), cp.head_w, logits, n, cfg.dim, kVocab);
+  op_add_bias(logits, cp.head_b, n, kVocab);
+}
+
+void ffn_forward(const BlockParams& bp, const float* h, float* out, int64_t n, int dim,
+                 int ff_dim) {
+  // h (n, D) -> u (n, F) -> out (n, D)
+  Tensor u = Tensor::zeros({n, ff_dim}, MemCategory::kActivations);
+  op_matmul(h, bp.w1, u.data(), n, dim, ff_dim);
+  op_add_bias(u.data(), bp.b1, n, ff_dim);
+  op_gelu(u.data(), n * ff_dim);
+  op_matmul(u.data(), bp.w2, out, n, ff_dim, dim);
+  op_add_bias(out, bp.b2, n, dim);
+}
+
+Status block_forward(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t n,
+                     const AttnFullFn& attn) {
+  const int D = cfg.dim, H = cfg.heads, d = cfg.head_dim();
+  // h, t are (n, D); qh, kh, vh, oh are (H, n, d).
+  Tensor h = Tensor::zeros({n, D}, MemCategory::kActivations);
+  Tensor t = Tensor::zeros({n, D}, MemCategory::kActivations);
+  Tensor qh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+  Tensor kh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+  Tensor vh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+  Tensor oh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+  op_layernorm(x, bp.ln1_g, bp.ln1_b, h.data(), n, D);
+  op_matmul(h.data(), bp.wq, t.data(), n, D, D);
+  op_split_heads(t.data(), qh.data(), n, H, d);
+  op_matmul(h.data(), bp.wk, t.data(), n, D, D);
+  op_split_heads(t.data(), kh.data(), n, H, d);
+  op_matmul(h.data(), bp.wv, t.data(), n, D, D);
+  op_split_heads(t.data(), vh.data(), n, H, d);
+  ATTN_RETURN_IF_ERROR(attn(qh.data(), kh.data(), vh.data(), oh.data(), n));
+  op_merge_heads(oh.data(), t.data(), n, H, d);
+  op_matmul(t.data(), bp.wo, x, n, D, D, /*accumulate=*/true);
+  op_layernorm(x, bp.ln2_g, bp.ln2_b, h.data(), n, D);
+  ffn_forward(bp, h.data(), t.data(), n, D, cfg.ff_dim);
+  op_add(x, t.data(), n * D);
+  return Status::ok();
+}
+
+void block_decode(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t i,
+                  KvCache& cache, const AttnDecodeFn& attn) {
+  const int D = cfg.dim, H = cfg.heads, d = cfg.head_dim();
+  assert(i < cache.cap && "decode past the cache capacity: the caller must bound positions");
+  // h, q, t, o are (D) = (H, d) per head; the new k, v go to row i of each head's cache.
+  std::vector<float> h(D), q(D), t(D), o(D), f(D);
+  op_layernorm(x, bp.ln1_g, bp.ln1_b, h.data(), 1, D);
+  op_matmul(h.data(), bp.wq, q.data(), 1, D, D);
+  op_matmul(h.data(), bp.wk, t.data(), 1, D, D);
+  for (int hh = 0; hh < H; ++hh)
+    std::memcpy(cache.k.data() + (hh * cache.cap + i) * d, t.data() + hh * d, sizeof(float) * d);
+  op_matmul(h.data(), bp.wv, t.data(), 1, D, D);
+  for (int hh = 0; hh < H; ++hh)
+    std::memcpy(cache.v.data() + (hh * cache.cap + i) * d, t.data() + hh * d, sizeof(float) * d);
+  cache.len = i + 1;
+  attn(q.data(), cache, i, o.data());
+  op_matmul(o.data(), bp.wo, x, 1, D, D, /*accumulate=*/true);
+  op_layernorm(x, bp.ln2_g, bp.ln2_b, h.data(), 1, D);
+  ffn_forward(bp, h.data(), f.data(), 1, D, cfg.ff_dim);
+  op_add(x, f.data(), D);
+}
+
+KvCache kv_cache_make(int heads, int64_t cap, int d) {
+  KvCache c;
+  c.k = Tensor::zeros({heads, cap, d}, MemCategory::kCaches);
+  c.v = Tensor::zeros({heads, cap, d}, MemCategory::kCaches);
+  c.cap = cap;
+  return c;
+}
+
+}  // namespace attnscope

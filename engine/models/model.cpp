@@ -1,0 +1,141 @@
+// The family-independent model API: tensor specs, initialisation, checks, the factory and
+// evaluation (log-probabilities, bits per dim).
+#include <cmath>
+#include <cstring>
+
+#include "attnscope/model.h"
+#include "core/rng.h"
+#include "models/common.h"
+#include "models/families.h"
+#include "ops/ops.h"
+
+namespace attnscope {
+
+std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg) {
+  std::vector<ParamSpec> specs;
+  common_param_specs(cfg, &specs);
+  switch (cfg.family) {
+    case Family::kDense:
+    case Family::kSparse: transformer_param_specs(cfg, &specs); break;
+    case Family::kReformer: reformer_param_specs(cfg, &specs); break;
+    case Family::kPerceiverAR: perceiver_param_specs(cfg, &specs); break;
+    case Family::kHourglass: hourglass_param_specs(cfg, &specs); break;
+  }
+  return specs;
+}
+
+int64_t model_param_count(const ModelConfig& cfg) {
+  int64_t total = 0;
+  for (const auto& s : model_param_specs(cfg)) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    total += n;
+  }
+  return total;
+}
+
+WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt) {
+  WeightMap w;
+  const double scaled = 0.02 / std::sqrt(2.0 * std::max(1, cfg.layers));
+  uint64_t index = 0;
+  for (const auto& s : model_param_specs(cfg)) {
+    Tensor t = Tensor::zeros(s.shape, MemCategory::kWeights);
+    Rng rng(derive_seed(opt.seed, ++index));
+    float* p = t.data();
+    const int64_t n = t.numel();
+    switch (s.init) {
+      case ParamInit::kOnes: std::fill(p, p + n, 1.0f); break;
+      case ParamInit::kZeros: break;
+      case ParamInit::kNormal:
+        for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(0.02 * rng.normal());
+        break;
+      case ParamInit::kNormalScaled:
+        for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(scaled * rng.normal());
+        break;
+      case ParamInit::kLogits:
+        if (!opt.zero_logits)
+          for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(0.3 * rng.normal());
+        break;
+    }
+    w.emplace(s.name, std::move(t));
+  }
+  return w;
+}
+
+Status model_check_weights(const ModelConfig& cfg, const WeightMap& w) {
+  const auto specs = model_param_specs(cfg);
+  for (const auto& s : specs) {
+    auto it = w.find(s.name);
+    Tensor probe = Tensor::borrow(nullptr, s.shape, nullptr);
+    if (it == w.end())
+      return invalid_argument("tensor '" + s.name + "' is missing (the config needs shape " +
+                              probe.shape_string() + ")");
+    if (it->second.shape() != s.shape)
+      return invalid_argument("tensor '" + s.name + "' has shape " + it->second.shape_string() +
+                              " but the config needs " + probe.shape_string());
+    if (it->second.empty() && probe.numel() > 0)
+      return invalid_argument("tensor '" + s.name + "' has no data");
+  }
+  if (w.size() != specs.size()) {
+    for (const auto& [name, t] : w) {
+      bool known = false;
+      for (const auto& s : specs) known = known || s.name == name;
+      if (!known)
+        return invalid_argument("tensor '" + name + "' is not part of a " +
+                                family_name(cfg.family) + " model with this config");
+    }
+  }
+  return Status::ok();
+}
+
+const float* Model::param(const std::string& name) const { return weight_ptr(w_, name); }
+
+Expected<std::unique_ptr<Model>> model_create(const ModelConfig& in, WeightMap weights) {
+  ModelConfig cfg = in;
+  ATTN_RETURN_IF_ERROR(config_resolve(cfg));
+  ATTN_RETURN_IF_ERROR(config_validate(cfg));
+  ATTN_RETURN_IF_ERROR(model_check_weights(cfg, weights));
+  switch (cfg.family) {
+    case Family::kDense:
+    case Family::kSparse: return make_transformer_model(std::move(cfg), std::move(weights));
+    case Family::kReformer: return make_reformer_model(std::move(cfg), std::move(weights));
+    case Family::kPerceiverAR: return make_perceiver_model(std::move(cfg), std::move(weights));
+    case Family::kHourglass: return make_hourglass_model(std::move(cfg), std::move(weights));
+  }
+  return internal_error("unknown family");
+}
+
+Status model_log_probs(const Model& m, const uint8_t* x, int64_t n, Tensor* out,
+                       const CancelFlag* cancel) {
+  if (n < 1 || n > m.config().seq_len())
+    return invalid_argument("input has " + std::to_string(n) + " tokens; the model takes 1.." +
+                            std::to_string(m.config().seq_len()));
+  *out = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
+  Tensor logits;
+  int64_t first = 0;
+  ATTN_RETURN_IF_ERROR(m.forward(x, n, &logits, &first, cancel));
+  for (int64_t r = 0; r + first < n; ++r)
+    op_log_softmax(logits.data() + r * kVocab, out->data() + (first + r) * kVocab, kVocab);
+  if (first > 0) {
+    // Rows the forward does not produce (before Perceiver AR's latents) come from decoding.
+    auto st = m.decode_begin();
+    std::vector<float> row(kVocab);
+    for (int64_t p = 0; p < first; ++p) {
+      if (cancel && cancel->load()) return cancelled("evaluation cancelled");
+      ATTN_RETURN_IF_ERROR(m.decode_step(*st, p > 0 ? x[p - 1] : -1, row.data()));
+      op_log_softmax(row.data(), out->data() + p * kVocab, kVocab);
+    }
+  }
+  return Status::ok();
+}
+
+Expected<double> model_bits_per_dim(const Model& m, const uint8_t* x, int64_t n,
+                                    const CancelFlag* cancel) {
+  Tensor lp;
+  ATTN_RETURN_IF_ERROR(model_log_probs(m, x, n, &lp, cancel));
+  double nats = 0;
+  for (int64_t p = 0; p < n; ++p) nats -= lp.data()[p * kVocab + x[p]];
+  return nats / static_cast<double>(n) / std::log(2.0);
+}
+
+}  // namespace attnscope
