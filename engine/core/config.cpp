@@ -183,7 +183,7 @@ Expected<std::vector<HourglassLevel>> hourglass_parse(const std::string& spec) {
 
 Status config_resolve(ModelConfig& c) {
   const int64_t n = c.seq_len();
-  if (c.ff_dim == 0) c.ff_dim = 4 * c.dim;
+  if (c.ff_dim == 0 && c.dim > 0 && c.dim <= 8192) c.ff_dim = 4 * c.dim;
   if (c.family == Family::kSparse && c.sparse.stride == 0) {
     if (c.sparse.pattern == SparsePattern::kFixed) {
       c.sparse.stride = 128;

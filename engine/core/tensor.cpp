@@ -69,18 +69,6 @@ std::string Tensor::shape_string() const {
   return s + ")";
 }
 
-namespace {
-struct TrackedBlock {
-  void* ptr;
-  size_t bytes;
-  MemCategory category;
-  ~TrackedBlock() {
-    std::free(ptr);
-    MemTracker::instance().on_free(category, bytes);
-  }
-};
-}  // namespace
-
 Tensor Tensor::zeros(std::vector<int64_t> shape, MemCategory category) {
   Tensor t;
   t.shape_ = std::move(shape);
@@ -92,7 +80,10 @@ Tensor Tensor::zeros(std::vector<int64_t> shape, MemCategory category) {
   if (!p) throw std::bad_alloc();
   std::memset(p, 0, rounded);
   MemTracker::instance().on_alloc(category, bytes);
-  t.storage_ = std::make_shared<TrackedBlock>(TrackedBlock{p, bytes, category});
+  t.storage_ = std::shared_ptr<void>(p, [bytes, category](void* q) {
+    std::free(q);
+    MemTracker::instance().on_free(category, bytes);
+  });
   t.data_ = static_cast<float*>(p);
   return t;
 }
