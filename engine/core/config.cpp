@@ -355,11 +355,9 @@ class Reader {
 
 template <typename E, size_t K>
 void get_enum(Reader& r, const char* key, const EnumName<E> (&table)[K], E* out, const char* what) {
-  std::string s;
-  bool present = false;
+  std::string s = "\x01";  // not a name any table holds: tells "absent" from ""
   r.get(key, &s);
-  present = !s.empty();
-  if (!present) return;
+  if (s == "\x01") return;
   auto v = enum_parse(table, s, what);
   if (!v) return r.fail(v.status());
   *out = *v;
