@@ -1,0 +1,28 @@
+// The attnscope-cli commands. Each takes the arguments after its name and returns a Status;
+// main() turns it into the exit code (2 for bad usage or input, 1 for runtime failures).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "attnscope/model.h"
+#include "attnscope/status.h"
+
+namespace cli {
+
+struct Context {
+  const attnscope::CancelFlag* cancel = nullptr;  // set by SIGINT
+  bool progress = false;                          // stderr is a terminal
+};
+
+using Argv = std::vector<std::string>;
+attnscope::Status cmd_init(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_info(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_generate(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_eval(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_bench(const Argv& argv, const Context& ctx);
+
+// Loads a model file and builds its model; kInvalidArgument for anything unusable.
+attnscope::Expected<std::unique_ptr<attnscope::Model>> load_model(const std::string& path);
+
+}  // namespace cli
