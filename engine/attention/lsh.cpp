@@ -1,8 +1,15 @@
 // Reformer LSH attention on the CPU: rotations, the angular hash, the chunked shared-QK
 // forward (training-time form) and the predict-mode decode scheme for one query.
+#include <oneapi/dnnl/dnnl.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -19,12 +26,98 @@ constexpr double kSelfScore = -1e5;
 // Stream tag for the rotations ("LSH"), so they never share a stream with weight init.
 constexpr uint64_t kRotationStream = 0x4C5348;
 
-// x (d) -> x / |x| with trax's guard against zero rows: |x|^2 is floored at 1e-6.
-void normalise_row(const float* x, float* y, int d) {
-  double ss = 0.0;
-  for (int c = 0; c < d; ++c) ss += static_cast<double>(x[c]) * x[c];
-  const double inv = 1.0 / std::sqrt(std::max(ss, 1e-6));
-  for (int c = 0; c < d; ++c) y[c] = static_cast<float>(x[c] * inv);
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kLog2e = 1.4426950408889634f;
+// Rows whose projections one sgemm computes in the hash pass.
+constexpr int64_t kHashRows = 128;
+// Query rows of one score tile inside a chunk (bounds the scratch for large chunks).
+constexpr int64_t kQueryRows = 64;
+// Chunks of one work item of the attention pass, and the most rows it gathers (about).
+constexpr int64_t kMaxGroup = 8;
+constexpr int64_t kGroupRows = 1024;
+// Rows ahead that the gather prefetches.
+constexpr int64_t kAhead = 8;
+
+// p_c = x · R[:, c] in double, k ascending: the projection the hash is defined by. Out of
+// line so that every caller (the plain hash and the checked one) rounds exactly alike.
+[[gnu::noinline]] double project(const float* x, const float* rot, int half, int c, int d) {
+  double p = 0.0;
+  for (int k = 0; k < d; ++k) p += static_cast<double>(x[k]) * rot[k * half + c];
+  return p;
+}
+
+// The first largest of [p; -p] over every projection of x: the first largest p against the
+// first smallest p. rot is one round's (d, half).
+int hash_exact(const float* x, const float* rot, int half, int d) {
+  int arg_max = 0, arg_min = 0;
+  double p_max = -INFINITY, p_min = INFINITY;
+  for (int c = 0; c < half; ++c) {
+    const double p = project(x, rot, half, c, d);
+    if (p > p_max) p_max = p, arg_max = c;
+    if (p < p_min) p_min = p, arg_min = c;
+  }
+  return -p_min > p_max ? half + arg_min : arg_max;
+}
+
+// hash_exact from float projections pf (half) whose distance to the exact double ones is at
+// most err each. With f the float extreme, the exact extreme (and every column tying it)
+// lies within 2 err of f. When one column alone is that close on each side and the final
+// comparison is clear by more than the error, the floats decide; otherwise the close
+// columns are recomputed exactly, in ascending order, so the first-on-ties rule and the
+// final comparison see exactly hash_exact's values.
+int hash_checked(const float* x, const float* pf, const float* rot, int half, int d, float err) {
+  float f_max = kNegInf, f_min = INFINITY;
+#pragma omp simd reduction(max : f_max) reduction(min : f_min)
+  for (int c = 0; c < half; ++c) {
+    f_max = pf[c] > f_max ? pf[c] : f_max;
+    f_min = pf[c] < f_min ? pf[c] : f_min;
+  }
+  if (!std::isfinite(f_max) || !std::isfinite(f_min) || !std::isfinite(err))
+    return hash_exact(x, rot, half, d);
+  const float hi_cut = f_max - 2.0f * err, lo_cut = f_min + 2.0f * err;
+  int n_hi = 0, n_lo = 0, first_hi = half, first_lo = half;
+#pragma omp simd reduction(+ : n_hi, n_lo) reduction(min : first_hi, first_lo)
+  for (int c = 0; c < half; ++c) {
+    const bool hi = pf[c] >= hi_cut, lo = pf[c] <= lo_cut;
+    n_hi += hi ? 1 : 0;
+    n_lo += lo ? 1 : 0;
+    first_hi = hi && c < first_hi ? c : first_hi;
+    first_lo = lo && c < first_lo ? c : first_lo;
+  }
+  // -p_min - p_max lies within 2 err of -f_min - f_max.
+  const double gap = -static_cast<double>(f_min) - static_cast<double>(f_max);
+  const double margin = 2.0 * static_cast<double>(err);
+  if (n_hi == 1 && n_lo == 1 && std::abs(gap) > margin)
+    return gap > 0.0 ? half + first_lo : first_hi;
+  int arg_max = 0, arg_min = 0;
+  double p_max = -INFINITY, p_min = INFINITY;
+  for (int c = std::min(first_hi, first_lo); c < half; ++c) {
+    const bool hi = pf[c] >= hi_cut, lo = pf[c] <= lo_cut;
+    if (!hi && !lo) continue;
+    const double p = project(x, rot, half, c, d);
+    if (hi && p > p_max) p_max = p, arg_max = c;
+    if (lo && p < p_min) p_min = p, arg_min = c;
+  }
+  return -p_min > p_max ? half + arg_min : arg_max;
+}
+
+// 2^x for x <= 0 in a form the compiler vectorises (as in dense.cpp): degree-7 Taylor
+// polynomial of 2^r on r in [-0.5, 0.5], relative error below 1e-8; x <= -127 (and -inf)
+// gives exactly 0.
+inline float exp2_nonpos(float x) {
+  x = x > -127.0f ? x : -127.0f;
+  const float n = std::nearbyint(x);
+  const float r = x - n;
+  float p = 1.525273380405984e-05f;
+  p = p * r + 1.5403530393381608e-04f;
+  p = p * r + 1.3333558146428443e-03f;
+  p = p * r + 9.618129107628477e-03f;
+  p = p * r + 5.550410866482158e-02f;
+  p = p * r + 2.402265069591007e-01f;
+  p = p * r + 6.931471805599453e-01f;
+  p = p * r + 1.0f;
+  const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(e);
 }
 
 double dot(const float* a, const float* b, int d) {
@@ -89,17 +182,7 @@ std::vector<float> attn_lsh_rotations(uint64_t seed, int layer, int n_hashes, in
 // first one on ties.
 int attn_lsh_hash(const float* x, const float* rotations, int round, int d, int n_buckets) {
   const int half = n_buckets / 2;
-  const float* rot = rotations + static_cast<size_t>(round) * d * half;
-  // The first largest of [p; -p]: the first largest p against the first smallest p.
-  int arg_max = 0, arg_min = 0;
-  double p_max = -INFINITY, p_min = INFINITY;
-  for (int c = 0; c < half; ++c) {
-    double p = 0.0;
-    for (int k = 0; k < d; ++k) p += static_cast<double>(x[k]) * rot[k * half + c];
-    if (p > p_max) p_max = p, arg_max = c;
-    if (p < p_min) p_min = p, arg_min = c;
-  }
-  return -p_min > p_max ? half + arg_min : arg_max;
+  return hash_exact(x, rotations + static_cast<size_t>(round) * d * half, half, d);
 }
 
 // Rounds are independent: each sorts the N positions by bucket * N + position and cuts its
@@ -107,77 +190,220 @@ int attn_lsh_hash(const float* x, const float* rotations, int round, int d, int 
 // sequence whose look-back wraps into the previous round's last chunk; we do not, so the
 // allowed set of a round depends on that round's buckets only). A key that two rounds share
 // is counted in both rounds (trax's second implementation does the same).
+//
+// Passes: (1) |x| and the key scale per row (keys are normalised once, as a per-key factor
+// on the scores); (2) buckets from sgemm projections, checked exactly near the extremes so
+// they equal attn_lsh_hash bit for bit; (3) a counting sort by bucket per round (stable, so
+// the (bucket, position) order); (4) per round and chunk, the chunk's queries and the two
+// chunks' keys/values gathered into scratch, scores and P·V by sgemm, and the round merged
+// into out by logsumexp (the softmax of the rounds' lse, kept as a running lse per row).
 Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int heads, int64_t n,
                             int d, const LshSpec& spec, const float* rotations, LshTrace* trace,
                             AttnStats* stats) {
   ATTN_RETURN_IF_ERROR(check_spec(spec, d));
   if (heads < 1 || n < 1) return invalid_argument("lsh: heads and length must be positive");
   const int R = spec.n_hashes;
+  const int half = spec.n_buckets / 2;
   const int64_t m = spec.chunk;
+  const int64_t n_chunks = (n + m - 1) / m;
+  const int64_t hn = static_cast<int64_t>(heads) * n;
+  const size_t dd = static_cast<size_t>(d);
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   if (trace) {
-    trace->buckets.assign(static_cast<size_t>(heads) * R * n, 0);
-    trace->order.assign(static_cast<size_t>(heads) * R * n, 0);
+    trace->buckets.assign(static_cast<size_t>(hn) * R, 0);
+    trace->order.assign(static_cast<size_t>(hn) * R, 0);
   }
-  int64_t entries = 0;
 
-#pragma omp parallel for schedule(dynamic) reduction(+ : entries)
-  for (int h = 0; h < heads; ++h) {
-    // Per head: qh, vh (N, d); kn the unit-length keys (N, d); o (R, N, d) and lse (R, N)
-    // the per-round results before they are combined.
-    const float* qh = qk + static_cast<size_t>(h) * n * d;
-    const float* vh = v + static_cast<size_t>(h) * n * d;
-    std::vector<float> kn(static_cast<size_t>(n) * d);
-    for (int64_t j = 0; j < n; ++j) normalise_row(qh + j * d, kn.data() + j * d, d);
-    std::vector<double> o(static_cast<size_t>(R) * n * d, 0.0), lse(static_cast<size_t>(R) * n);
-    std::vector<int> bucket(n);
-    std::vector<int64_t> order(n);
-    std::vector<double> scores;
-    std::vector<const float*> rows;
-    for (int r = 0; r < R; ++r) {
-      for (int64_t j = 0; j < n; ++j)
-        bucket[j] = attn_lsh_hash(qh + j * d, rotations, r, d, spec.n_buckets);
-      for (int64_t j = 0; j < n; ++j) order[j] = j;
-      // Sorting by bucket * N + position is a stable sort by bucket.
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t a, int64_t b) { return bucket[a] < bucket[b]; });
-      if (trace) {
-        const size_t base = (static_cast<size_t>(h) * R + r) * n;
-        for (int64_t j = 0; j < n; ++j) {
-          trace->buckets[base + j] = bucket[j];
-          trace->order[base + j] = static_cast<int>(order[j]);
-        }
-      }
-      // Query slot s in chunk c sees key slots [max(0, (c-1) m), min(n, (c+1) m)).
-      for (int64_t s = 0; s < n; ++s) {
-        const int64_t c = s / m;
-        const int64_t lo = std::max<int64_t>(0, (c - 1) * m), hi = std::min(n, (c + 1) * m);
-        const int64_t i = order[s];
-        scores.clear();
-        rows.clear();
-        for (int64_t t = lo; t < hi; ++t) {
-          const int64_t j = order[t];
-          if (j > i) continue;
-          if (j == i) {
-            scores.push_back(kSelfScore);
-          } else {
-            scores.push_back(dot(qh + i * d, kn.data() + j * d, d) * scale);
-            ++entries;
-          }
-          rows.push_back(vh + j * d);
-        }
-        double* oi = o.data() + (static_cast<size_t>(r) * n + i) * d;
-        lse[static_cast<size_t>(r) * n + i] = softmax_accumulate(scores, rows, oi, d);
+  // (1) norm (H, N): |x|; kscale (H, N): 1/sqrt(d) / |x| with trax's floor of 1e-6 on |x|^2.
+  std::vector<double> norm(static_cast<size_t>(hn));
+  std::vector<float> kscale(static_cast<size_t>(hn));
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < hn; ++row) {
+    const float* x = qk + row * d;
+    double ss = 0.0;
+#pragma omp simd reduction(+ : ss)
+    for (int c = 0; c < d; ++c) ss += static_cast<double>(x[c]) * x[c];
+    norm[row] = std::sqrt(ss);
+    kscale[row] = static_cast<float>(scale / std::sqrt(std::max(ss, 1e-6)));
+  }
+
+  // (2) rmax (R): the largest column norm of each round's rotation, for the error bound of
+  // the float projections: |fl(x·r) - x·r| <= d u |x| |r| (u = 2^-24), taken twice over, plus
+  // a floor for flushed products. bucket (H, R, N).
+  std::vector<double> rmax(R, 0.0);
+  for (int r = 0; r < R; ++r) {
+    const float* rot = rotations + static_cast<size_t>(r) * d * half;
+    for (int c = 0; c < half; ++c) {
+      double ss = 0.0;
+      for (int k = 0; k < d; ++k) ss += static_cast<double>(rot[k * half + c]) * rot[k * half + c];
+      rmax[r] = std::max(rmax[r], std::sqrt(ss));
+    }
+  }
+  std::vector<int> bucket(static_cast<size_t>(hn) * R);
+  const int64_t n_blocks = (n + kHashRows - 1) / kHashRows;
+#pragma omp parallel
+  {
+    std::vector<float> proj(static_cast<size_t>(std::min(n, kHashRows)) * half);
+#pragma omp for schedule(dynamic)
+    for (int64_t it = 0; it < heads * R * n_blocks; ++it) {
+      const int64_t hr = it / n_blocks, j0 = it % n_blocks * kHashRows;
+      const int64_t h = hr / R, r = hr % R;
+      const int64_t rows = std::min(kHashRows, n - j0);
+      const float* x = qk + (h * n + j0) * d;
+      const float* rot = rotations + static_cast<size_t>(r) * d * half;
+      // proj (rows, half) = x (rows, d) · rot (d, half).
+      dnnl_sgemm('N', 'N', rows, half, d, 1.0f, x, d, rot, half, 0.0f, proj.data(), half);
+      int* bk = bucket.data() + hr * n + j0;
+      for (int64_t t = 0; t < rows; ++t) {
+        const double bound = norm[h * n + j0 + t] * rmax[r];
+        bk[t] = bound <= 1e30
+                    ? hash_checked(x + t * d, proj.data() + t * half, rot, half, d,
+                                   static_cast<float>((d + 4) * (0x1p-23 * bound + 0x1p-125)))
+                    : hash_exact(x + t * d, rot, half, d);
       }
     }
-    // o (R, N, d) and lse (R, N) -> out rows of this head.
-    std::vector<double> oi(static_cast<size_t>(R) * d), li(R);
-    for (int64_t i = 0; i < n; ++i) {
-      for (int r = 0; r < R; ++r) {
-        li[r] = lse[static_cast<size_t>(r) * n + i];
-        std::copy_n(o.data() + (static_cast<size_t>(r) * n + i) * d, d, oi.data() + r * d);
+  }
+
+  // (3) order (H, R, N): positions sorted by bucket, stable (a counting sort).
+  std::vector<int64_t> order(static_cast<size_t>(hn) * R);
+#pragma omp parallel
+  {
+    std::vector<int64_t> start(static_cast<size_t>(spec.n_buckets) + 1);
+#pragma omp for schedule(dynamic)
+    for (int64_t hr = 0; hr < heads * R; ++hr) {
+      const int* bk = bucket.data() + hr * n;
+      int64_t* ord = order.data() + hr * n;
+      std::fill(start.begin(), start.end(), 0);
+      for (int64_t j = 0; j < n; ++j) ++start[bk[j] + 1];
+      for (int b = 0; b < spec.n_buckets; ++b) start[b + 1] += start[b];
+      for (int64_t j = 0; j < n; ++j) ord[start[bk[j]]++] = j;
+      if (trace) {
+        std::copy_n(bk, n, trace->buckets.data() + hr * n);
+        for (int64_t s = 0; s < n; ++s) trace->order[hr * n + s] = static_cast<int>(ord[s]);
       }
-      combine_rounds(oi.data(), li.data(), R, d, out + (static_cast<size_t>(h) * n + i) * d);
+    }
+  }
+
+  // (4) lse (H, N): logsumexp of the rounds merged so far; out holds their weighted output.
+  std::vector<double> lse(static_cast<size_t>(hn));
+  // Chunks run in groups of G whose rows (and the chunk before) are gathered once: each
+  // key row is copied (G + 1) / G times instead of twice. G shrinks for wide chunks (to
+  // bound the scratch) and for short inputs (so that every thread gets groups).
+  int threads = 1;
+#ifdef _OPENMP
+  threads = omp_get_max_threads();
+#endif
+  const int64_t G = std::clamp<int64_t>(
+      std::min<int64_t>(kGroupRows / m, heads * n_chunks / (4 * threads)), 1, kMaxGroup);
+  const int64_t n_groups = (n_chunks + G - 1) / G;
+  const int64_t span = std::min(n, (G + 1) * m);
+  int64_t entries = 0;
+  for (int r = 0; r < R; ++r) {
+#pragma omp parallel reduction(+ : entries)
+    {
+      // Scratch: xg, vg (span, d) rows of a group's chunks and the chunk before; pos, ks
+      // (span) their positions and key scales; S (kQueryRows, 2m) scores then
+      // probabilities; O (kQueryRows, d) unnormalised outputs; rm, rl (kQueryRows) row max
+      // and sum.
+      std::vector<float> xg(span * dd), vg(span * dd), kg(span);
+      std::vector<int64_t> pg(span);
+      std::vector<float> S(static_cast<size_t>(std::min(n, kQueryRows) * std::min(n, 2 * m)));
+      std::vector<float> O(static_cast<size_t>(std::min(n, kQueryRows)) * dd);
+      std::vector<float> rm(kQueryRows), rl(kQueryRows);
+#pragma omp for schedule(dynamic)
+      for (int64_t it = 0; it < heads * n_groups; ++it) {
+        const int64_t h = it / n_groups, c0 = it % n_groups * G;
+        const int64_t c1 = std::min(n_chunks, c0 + G);
+        const int64_t* ord = order.data() + (h * R + r) * n;
+        const float* xh = qk + h * n * d;
+        const float* vh = v + h * n * d;
+        // Slots [g0, g1) of the group into scratch.
+        const int64_t g0 = std::max<int64_t>(0, (c0 - 1) * m), g1 = std::min(n, c1 * m);
+        for (int64_t t = 0; t < g1 - g0; ++t) {
+          const int64_t j = ord[g0 + t];
+          if (t + kAhead < g1 - g0) {
+            const int64_t ja = ord[g0 + t + kAhead];
+            const char* xa = reinterpret_cast<const char*>(xh + ja * d);
+            const char* va = reinterpret_cast<const char*>(vh + ja * d);
+            for (size_t b = 0; b < sizeof(float) * dd; b += 64)
+              __builtin_prefetch(xa + b), __builtin_prefetch(va + b);
+          }
+          pg[t] = j;
+          kg[t] = kscale[h * n + j];
+          const float* xs = xh + j * d;
+          const float* vs = vh + j * d;
+          float* xd = xg.data() + t * d;
+          float* vd = vg.data() + t * d;
+#pragma omp simd
+          for (int k = 0; k < d; ++k) xd[k] = xs[k], vd[k] = vs[k];
+        }
+        for (int64_t c = c0; c < c1; ++c) {
+          // Query slots [q0, hi) see key slots [lo, hi).
+          const int64_t q0 = c * m, lo = std::max<int64_t>(0, q0 - m), hi = std::min(n, q0 + m);
+          const int64_t nk = hi - lo;
+          const float* xw = xg.data() + (lo - g0) * d;
+          const float* vw = vg.data() + (lo - g0) * d;
+          const int64_t* pos = pg.data() + (lo - g0);
+          const float* ks = kg.data() + (lo - g0);
+          for (int64_t s0 = q0; s0 < hi; s0 += kQueryRows) {
+            const int64_t nr = std::min(kQueryRows, hi - s0);
+            // The output rows of these queries lie anywhere in out: fetch them while the
+            // scores are computed.
+            for (int64_t q = 0; q < nr; ++q) {
+              const char* oq = reinterpret_cast<const char*>(out + (h * n + pos[s0 - lo + q]) * d);
+              for (size_t b = 0; b < sizeof(float) * dd; b += 64) __builtin_prefetch(oq + b, 1);
+            }
+            const float* xq = xw + (s0 - lo) * d;
+            // S (nr, nk) = queries (nr, d) · raw keys (nk, d)^T; the key scale comes next.
+            dnnl_sgemm('N', 'T', nr, nk, d, 1.0f, xq, d, xw, d, 0.0f, S.data(), nk);
+            for (int64_t q = 0; q < nr; ++q) {
+              const int64_t i = pos[s0 - lo + q];
+              float* sr = S.data() + q * nk;
+              const int64_t* pw = pos;
+              const float* kw = ks;
+              int64_t cnt = 0;
+              float mx = kNegInf;
+#pragma omp simd reduction(+ : cnt) reduction(max : mx)
+              for (int64_t t = 0; t < nk; ++t) {
+                const float val = pw[t] < i    ? sr[t] * kw[t]
+                                  : pw[t] == i ? static_cast<float>(kSelfScore)
+                                               : kNegInf;
+                sr[t] = val;
+                cnt += pw[t] < i ? 1 : 0;
+                mx = val > mx ? val : mx;
+              }
+              entries += cnt;
+              for (int64_t t = 0; t < nk; ++t) sr[t] = exp2_nonpos((sr[t] - mx) * kLog2e);
+              float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+              for (int64_t t = 0; t < nk; ++t) sum += sr[t];
+              rm[q] = mx;
+              rl[q] = sum;
+            }
+            // O (nr, d) = P (nr, nk) · V (nk, d).
+            dnnl_sgemm('N', 'N', nr, d, nk, 1.0f, S.data(), nk, vw, d, 0.0f, O.data(), d);
+            for (int64_t q = 0; q < nr; ++q) {
+              const int64_t i = pos[s0 - lo + q];
+              const double lr = static_cast<double>(rm[q]) + std::log(static_cast<double>(rl[q]));
+              float* oi = out + (h * n + i) * d;
+              const float* orow = O.data() + q * d;
+              double& li = lse[h * n + i];
+              float wa = 0.0f, wb = static_cast<float>(1.0 / rl[q]);
+              if (r == 0) {
+                li = lr;
+              } else {
+                const double mx = std::max(li, lr);
+                const double a = std::exp(li - mx), b = std::exp(lr - mx), z = a + b;
+                wa = static_cast<float>(a / z);
+                wb = static_cast<float>(b / z / rl[q]);
+                li = mx + std::log(z);
+              }
+#pragma omp simd
+              for (int k = 0; k < d; ++k) oi[k] = (r == 0 ? 0.0f : oi[k] * wa) + orow[k] * wb;
+            }
+          }
+        }
+      }
     }
   }
   if (stats) stats->score_entries += entries;

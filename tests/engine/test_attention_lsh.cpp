@@ -348,6 +348,95 @@ class TestAttentionLsh : public QObject {
       }
   }
 
+  // The forward hashes from float projections checked against the exact double ones: its
+  // buckets must equal attn_lsh_hash bit for bit, also where projections tie exactly
+  // (duplicated and negated rotation columns), for zero rows, rows whose products underflow
+  // and rows too large for the float check, and its output must still match the reference
+  // over many chunks (several chunks per work group).
+  void forward_buckets_equal_hash_on_ties() {
+    const int heads = 2, d = 32;
+    const int64_t n = 600;
+    for (int nb : {2, 4, 16, 64}) {
+      const LshSpec spec{2, 16, nb};
+      const int half = nb / 2;
+      std::vector<float> rot = attn_lsh_rotations(13, 1, spec.n_hashes, d, nb);
+      // Round 1: column c copies or negates column c / 2 (ties between columns and between
+      // the largest p and the largest -p).
+      float* r1 = rot.data() + static_cast<size_t>(d) * half;
+      for (int c = 1; c < half; ++c)
+        for (int k = 0; k < d; ++k)
+          r1[k * half + c] = (c % 2 ? -1.0f : 1.0f) * r1[k * half + c / 2];
+      const size_t count = static_cast<size_t>(heads) * n * d;
+      std::vector<float> qk = random_tensor(61 + nb, count, 1.0);
+      const std::vector<float> v = random_tensor(67 + nb, count, 1.0);
+      for (int64_t row = 0; row < heads * n; row += 7) {
+        float* x = qk.data() + row * d;
+        const int kind = static_cast<int>(row / 7 % 5);
+        for (int k = 0; k < d; ++k) {
+          if (kind == 0) x[k] = 0.0f;                        // every projection ties at 0
+          if (kind == 1) x[k] *= 1e-30f;                     // products underflow in float
+          if (kind == 2) x[k] *= 1e30f;                      // beyond the float check
+          if (kind == 3) x[k] = k == row % d ? 1.0f : 0.0f;  // a basis vector
+        }
+      }
+      LshTrace trace;
+      std::vector<float> out(count);
+      AttnStats stats;
+      QVERIFY(attn_lsh_forward_cpu(qk.data(), v.data(), out.data(), heads, n, d, spec, rot.data(),
+                                   &trace, &stats)
+                  .is_ok());
+      for (int h = 0; h < heads; ++h)
+        for (int r = 0; r < spec.n_hashes; ++r)
+          for (int64_t j = 0; j < n; ++j)
+            QCOMPARE(trace.buckets[(h * spec.n_hashes + r) * n + j],
+                     attn_lsh_hash(qk.data() + (h * n + j) * d, rot.data(), r, d, nb));
+      // The output check needs moderate inputs: redo it without the huge rows.
+      for (int64_t row = 14; row < heads * n; row += 35)
+        for (int k = 0; k < d; ++k) qk[row * d + k] *= 1e-30f;
+      QVERIFY(attn_lsh_forward_cpu(qk.data(), v.data(), out.data(), heads, n, d, spec, rot.data(),
+                                   nullptr, &stats)
+                  .is_ok());
+      int64_t pairs = 0;
+      const std::vector<double> ref =
+          lsh_reference(qk.data(), v.data(), heads, n, d, spec, rot.data(), &pairs);
+      const double err = rel_error(out.data(), ref.data(), count);
+      QVERIFY2(err <= 1e-5, qPrintable(QString("buckets=%1 err=%2").arg(nb).arg(err)));
+    }
+  }
+
+  // Projections that tie in float but not in double (1 + 2^-30 rounds to 1 in float): the
+  // forward's buckets follow the double hash. x = (1, 1, 0, 0) projects to
+  // round 0: [1, 1 + 2^-30, -1, 0] -> bucket 1 (the largest p beats 1 = -p_min);
+  // round 1: [1, 1 + 2^-30, -1 - 2^-29, 0] -> bucket 4 + 2 (-p_min is larger).
+  void forward_buckets_follow_double_on_near_ties() {
+    const int d = 4, nb = 8, half = 4;
+    const int64_t n = 40;
+    const LshSpec spec{2, 4, nb};
+    const float e30 = std::ldexp(1.0f, -30), e29 = std::ldexp(1.0f, -29);
+    // cols[r][c] = column c of round r (d entries).
+    const float cols[2][4][4] = {{{1, 0, 0, 0}, {1, e30, 0, 0}, {-1, 0, 0, 0}, {0, 0, 1, 0}},
+                                 {{1, 0, 0, 0}, {1, e30, 0, 0}, {-1, -e29, 0, 0}, {0, 0, 1, 0}}};
+    std::vector<float> rot(static_cast<size_t>(2) * d * half);
+    for (int r = 0; r < 2; ++r)
+      for (int k = 0; k < d; ++k)
+        for (int c = 0; c < half; ++c) rot[(r * d + k) * half + c] = cols[r][c][k];
+    std::vector<float> qk = random_tensor(71, static_cast<size_t>(n) * d, 1.0);
+    const std::vector<float> v = random_tensor(73, static_cast<size_t>(n) * d, 1.0);
+    for (int64_t j = 0; j < n; j += 2) {
+      float* x = qk.data() + j * d;
+      x[0] = 1.0f, x[1] = 1.0f, x[2] = 0.0f, x[3] = 0.0f;
+    }
+    QCOMPARE(attn_lsh_hash(qk.data(), rot.data(), 0, d, nb), 1);
+    QCOMPARE(attn_lsh_hash(qk.data(), rot.data(), 1, d, nb), 6);
+    LshTrace trace;
+    std::vector<float> out(qk.size());
+    QVERIFY(attn_lsh_forward_cpu(qk.data(), v.data(), out.data(), 1, n, d, spec, rot.data(), &trace)
+                .is_ok());
+    for (int r = 0; r < 2; ++r)
+      for (int64_t j = 0; j < n; ++j)
+        QCOMPARE(trace.buckets[r * n + j], attn_lsh_hash(qk.data() + j * d, rot.data(), r, d, nb));
+  }
+
   void bad_spec_is_refused() {
     const std::vector<float> x(16, 1.0f);
     std::vector<float> out(16);

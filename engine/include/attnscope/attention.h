@@ -87,7 +87,7 @@ struct LshTrace {
 // qk rows normalised to unit length. Per round: sort by bucket * N + position, cut into
 // chunks of m, each chunk attends to itself and the previous chunk, causal on original
 // positions, self only when nothing else (-1e5), rounds combined by softmax of their
-// logsumexps. trace may be null.
+// logsumexps. trace may be null. out must not alias qk or v.
 Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int heads, int64_t n,
                             int d, const LshSpec& spec, const float* rotations,
                             LshTrace* trace = nullptr, AttnStats* stats = nullptr);
