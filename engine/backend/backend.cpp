@@ -5,10 +5,13 @@ namespace attnscope {
 
 #ifndef ATTNSCOPE_HAVE_CUDA
 int backend_cuda_device_count(std::string* why_none) {
-  if (why_none) *why_none = "this build has no CUDA backend (configured with ATTNSCOPE_CUDA=OFF or no nvcc)";
+  if (why_none)
+    *why_none = "this build has no CUDA backend (configured with ATTNSCOPE_CUDA=OFF or no nvcc)";
   return 0;
 }
-bool backend_cuda_supports(const char*) { return false; }
+bool backend_cuda_supports(const char*) {
+  return false;
+}
 #endif
 
 BackendChoice backend_select(bool want_cuda) {
@@ -16,7 +19,8 @@ BackendChoice backend_select(bool want_cuda) {
   std::string why;
   int n = backend_cuda_device_count(&why);
   if (n <= 0) return {BackendKind::kCpu, "backend: cpu (" + why + ")"};
-  return {BackendKind::kCuda, "backend: cuda (" + std::to_string(n) + " device(s)); ops it declines run on the cpu"};
+  return {BackendKind::kCuda,
+          "backend: cuda (" + std::to_string(n) + " device(s)); ops it declines run on the cpu"};
 }
 
 }  // namespace attnscope

@@ -1,10 +1,10 @@
 // The configuration schema: names, parsing, auto values, validation and JSON (nlohmann).
-#include <nlohmann/json.hpp>
+#include "attnscope/config.h"
 
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <set>
 
-#include "attnscope/config.h"
 #include "attnscope/model.h"
 
 namespace attnscope {
@@ -49,8 +49,8 @@ Expected<E> enum_parse(const EnumName<E> (&table)[K], const std::string& s, cons
     if (s == e.name) return e.value;
     options += std::string(options.empty() ? "" : ", ") + e.name;
   }
-  return invalid_argument(std::string("unknown ") + what + " '" + s + "' (expected one of: " +
-                          options + ")");
+  return invalid_argument(std::string("unknown ") + what + " '" + s +
+                          "' (expected one of: " + options + ")");
 }
 
 bool parse_int(const std::string& s, int64_t* out) {
@@ -77,16 +77,21 @@ std::vector<std::string> split(const std::string& s, char sep) {
 }
 }  // namespace
 
-const char* family_name(Family f) { return enum_name(kFamilies, f); }
+const char* family_name(Family f) {
+  return enum_name(kFamilies, f);
+}
 Expected<Family> family_from_name(const std::string& s) {
   return enum_parse(kFamilies, s, "family");
 }
 
 int64_t Modality::seq_len() const {
   switch (kind) {
-    case ModalityKind::kImage: return int64_t{width} * height * channels;
-    case ModalityKind::kAudio: return static_cast<int64_t>(std::llround(rate * seconds));
-    case ModalityKind::kText: return length;
+    case ModalityKind::kImage:
+      return int64_t{width} * height * channels;
+    case ModalityKind::kAudio:
+      return static_cast<int64_t>(std::llround(rate * seconds));
+    case ModalityKind::kText:
+      return length;
   }
   return 0;
 }
@@ -101,13 +106,15 @@ std::string Modality::describe() const {
       std::snprintf(buf, sizeof buf, "audio:%d:%g", rate, seconds);
       return buf;
     }
-    case ModalityKind::kText: return "text:" + std::to_string(length);
+    case ModalityKind::kText:
+      return "text:" + std::to_string(length);
   }
   return "?";
 }
 
 Expected<Modality> modality_parse(const std::string& s) {
-  const std::string usage = "expected image:WxHxC, audio:RATE:SECONDS or text:LENGTH, got '" + s + "'";
+  const std::string usage =
+      "expected image:WxHxC, audio:RATE:SECONDS or text:LENGTH, got '" + s + "'";
   auto parts = split(s, ':');
   Modality m;
   if (parts[0] == "image" && parts.size() == 2) {
@@ -131,7 +138,8 @@ Expected<Modality> modality_parse(const std::string& s) {
     double secs = std::strtod(parts[2].c_str(), &end);
     if (!parse_int(parts[1], &rate) || parts[2].empty() || *end != '\0' || !std::isfinite(secs))
       return invalid_argument("bad modality: " + usage);
-    if (rate < 1000 || rate > 48000) return invalid_argument("audio rate must be in 1000..48000 Hz");
+    if (rate < 1000 || rate > 48000)
+      return invalid_argument("audio rate must be in 1000..48000 Hz");
     if (!(secs > 0) || secs > 3600) return invalid_argument("audio seconds must be in (0, 3600]");
     m.kind = ModalityKind::kAudio;
     m.rate = static_cast<int>(rate);
@@ -159,7 +167,8 @@ Expected<std::vector<HourglassLevel>> hourglass_parse(const std::string& spec) {
       return invalid_argument("hourglass hierarchy '" + spec +
                               "': each item is LAYERS@FACTOR, e.g. 2@1,4@3,2@1");
     if (layers < 0 || layers > 256 || factor < 1 || factor > 4096)
-      return invalid_argument("hourglass hierarchy '" + spec + "': layers in 0..256, factor in 1..4096");
+      return invalid_argument("hourglass hierarchy '" + spec +
+                              "': layers in 0..256, factor in 1..4096");
     levels.push_back({static_cast<int>(layers), static_cast<int>(factor)});
   }
   const size_t n = levels.size();
@@ -170,7 +179,8 @@ Expected<std::vector<HourglassLevel>> hourglass_parse(const std::string& spec) {
     return invalid_argument("hourglass hierarchy '" + spec + "' must start at factor 1");
   for (size_t i = 0; i < n; ++i) {
     if (levels[i].factor != levels[n - 1 - i].factor)
-      return invalid_argument("hourglass hierarchy '" + spec + "': factors must read the same both ways");
+      return invalid_argument("hourglass hierarchy '" + spec +
+                              "': factors must read the same both ways");
     if (i > 0 && i <= n / 2) {
       const int prev = levels[i - 1].factor, cur = levels[i].factor;
       if (cur <= prev || cur % prev != 0)
@@ -230,7 +240,8 @@ Status config_validate(const ModelConfig& c) {
     return invalid_argument("layers must be in 1..512");
   if (c.pos_width < 1 || c.pos_width > n) return invalid_argument("pos_width must be in 1..N");
   switch (c.family) {
-    case Family::kDense: break;
+    case Family::kDense:
+      break;
     case Family::kSparse: {
       const auto& s = c.sparse;
       if (s.block != 16 && s.block != 32 && s.block != 64 && s.block != 128)
@@ -243,16 +254,19 @@ Status config_validate(const ModelConfig& c) {
     }
     case Family::kReformer: {
       const auto& l = c.lsh;
-      if (l.n_hashes < 1 || l.n_hashes > 16) return invalid_argument("lsh.n_hashes must be in 1..16");
+      if (l.n_hashes < 1 || l.n_hashes > 16)
+        return invalid_argument("lsh.n_hashes must be in 1..16");
       if (l.chunk < 1 || l.chunk > 8192) return invalid_argument("lsh.chunk must be in 1..8192");
       if (l.n_buckets < 2 || l.n_buckets % 2 != 0 || l.n_buckets > (1 << 20))
         return invalid_argument("lsh.n_buckets must be even and in 2..1,048,576");
-      if (l.ff_chunks < 1 || l.ff_chunks > 4096) return invalid_argument("lsh.ff_chunks must be in 1..4096");
+      if (l.ff_chunks < 1 || l.ff_chunks > 4096)
+        return invalid_argument("lsh.ff_chunks must be in 1..4096");
       break;
     }
     case Family::kPerceiverAR: {
       if (c.perceiver.latents < 1 || c.perceiver.latents > n)
-        return invalid_argument("perceiver.latents must be in 1..N (N = " + std::to_string(n) + ")");
+        return invalid_argument("perceiver.latents must be in 1..N (N = " + std::to_string(n) +
+                                ")");
       if (!(c.perceiver.cross_dropout >= 0 && c.perceiver.cross_dropout < 1))
         return invalid_argument("perceiver.cross_dropout must be in [0, 1)");
       break;
@@ -262,8 +276,10 @@ Status config_validate(const ModelConfig& c) {
       if (!levels) return levels.status();
       int total = 0;
       for (const auto& l : *levels) total += l.layers;
-      if (total < 1 || total > 512) return invalid_argument("hourglass hierarchy must have 1..512 layers");
-      if (total != c.layers) return invalid_argument("layers must equal the hierarchy's layer count");
+      if (total < 1 || total > 512)
+        return invalid_argument("hourglass hierarchy must have 1..512 layers");
+      if (total != c.layers)
+        return invalid_argument("layers must equal the hierarchy's layer count");
       break;
     }
   }
@@ -295,7 +311,8 @@ std::string config_to_json(const ModelConfig& c) {
         {"n_buckets", c.lsh.n_buckets},
         {"reversible", c.lsh.reversible},
         {"ff_chunks", c.lsh.ff_chunks}}},
-      {"perceiver", {{"latents", c.perceiver.latents}, {"cross_dropout", c.perceiver.cross_dropout}}},
+      {"perceiver",
+       {{"latents", c.perceiver.latents}, {"cross_dropout", c.perceiver.cross_dropout}}},
       {"hourglass",
        {{"hierarchy", c.hourglass.hierarchy},
         {"pool", enum_name(kPools, c.hourglass.pool)},
@@ -316,11 +333,16 @@ class Reader {
     seen_.insert(key);
     const json& v = obj_.at(key);
     bool ok = false;
-    if constexpr (std::is_same_v<T, bool>) ok = v.is_boolean();
-    else if constexpr (std::is_same_v<T, std::string>) ok = v.is_string();
-    else if constexpr (std::is_floating_point_v<T>) ok = v.is_number();
-    else if constexpr (std::is_unsigned_v<T>) ok = v.is_number_unsigned();
-    else ok = v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
+    if constexpr (std::is_same_v<T, bool>)
+      ok = v.is_boolean();
+    else if constexpr (std::is_same_v<T, std::string>)
+      ok = v.is_string();
+    else if constexpr (std::is_floating_point_v<T>)
+      ok = v.is_number();
+    else if constexpr (std::is_unsigned_v<T>)
+      ok = v.is_number_unsigned();
+    else
+      ok = v.is_number_integer() && v.get<int64_t>() >= INT32_MIN && v.get<int64_t>() <= INT32_MAX;
     if (!ok) {
       st_ = invalid_argument("config key '" + where_ + key + "' has the wrong type or range");
       return;

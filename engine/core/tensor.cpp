@@ -9,11 +9,16 @@ namespace attnscope {
 
 const char* mem_category_name(MemCategory c) {
   switch (c) {
-    case MemCategory::kWeights: return "weights";
-    case MemCategory::kActivations: return "activations";
-    case MemCategory::kAttentionScratch: return "attention scratch";
-    case MemCategory::kCaches: return "caches";
-    case MemCategory::kCount: break;
+    case MemCategory::kWeights:
+      return "weights";
+    case MemCategory::kActivations:
+      return "activations";
+    case MemCategory::kAttentionScratch:
+      return "attention scratch";
+    case MemCategory::kCaches:
+      return "caches";
+    case MemCategory::kCount:
+      break;
   }
   return "?";
 }

@@ -79,7 +79,8 @@ Expected<std::vector<uint8_t>> generate(const Model& m, const GenerateRequest& r
   float logits[kVocab];
   for (int64_t p = 0; p < n; ++p) {
     if (req.cancel && req.cancel->load()) return cancelled("generation cancelled");
-    ATTN_RETURN_IF_ERROR(m.decode_step(*state, p > 0 ? out[static_cast<size_t>(p - 1)] : -1, logits));
+    ATTN_RETURN_IF_ERROR(
+        m.decode_step(*state, p > 0 ? out[static_cast<size_t>(p - 1)] : -1, logits));
     if (p >= static_cast<int64_t>(req.prompt.size()))
       out[static_cast<size_t>(p)] = static_cast<uint8_t>(sampler.sample(logits));
     if (req.on_token) req.on_token(p, out[static_cast<size_t>(p)], logits);

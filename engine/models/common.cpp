@@ -35,12 +35,17 @@ void common_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
   out->push_back({"head.bias", {kVocab}, ParamInit::kZeros});
 }
 
-void block_param_specs(const std::string& p, int dim, int ff_dim, std::vector<ParamSpec>* out) {
+void block_param_specs(const std::string& p, int dim, int ff_dim, std::vector<ParamSpec>* out,
+                       bool shared_qk) {
   const int64_t D = dim, F = ff_dim;
   out->push_back({p + "ln1.weight", {D}, ParamInit::kOnes});
   out->push_back({p + "ln1.bias", {D}, ParamInit::kZeros});
-  out->push_back({p + "attn.wq", {D, D}, ParamInit::kNormal});
-  out->push_back({p + "attn.wk", {D, D}, ParamInit::kNormal});
+  if (shared_qk) {
+    out->push_back({p + "attn.wqk", {D, D}, ParamInit::kNormal});
+  } else {
+    out->push_back({p + "attn.wq", {D, D}, ParamInit::kNormal});
+    out->push_back({p + "attn.wk", {D, D}, ParamInit::kNormal});
+  }
   out->push_back({p + "attn.wv", {D, D}, ParamInit::kNormal});
   out->push_back({p + "attn.wo", {D, D}, ParamInit::kNormalScaled});
   out->push_back({p + "ln2.weight", {D}, ParamInit::kOnes});
@@ -73,12 +78,11 @@ CommonParams common_params(const WeightMap& w, const ModelConfig& cfg) {
 }
 
 BlockParams block_params(const WeightMap& w, const std::string& p) {
-  return {weight_ptr(w, p + "ln1.weight"), weight_ptr(w, p + "ln1.bias"),
-          weight_ptr(w, p + "attn.wq"),    weight_ptr(w, p + "attn.wk"),
-          weight_ptr(w, p + "attn.wv"),    weight_ptr(w, p + "attn.wo"),
-          weight_ptr(w, p + "ln2.weight"), weight_ptr(w, p + "ln2.bias"),
-          weight_ptr(w, p + "ff.w1"),      weight_ptr(w, p + "ff.b1"),
-          weight_ptr(w, p + "ff.w2"),      weight_ptr(w, p + "ff.b2")};
+  return {
+      weight_ptr(w, p + "ln1.weight"), weight_ptr(w, p + "ln1.bias"), weight_ptr(w, p + "attn.wq"),
+      weight_ptr(w, p + "attn.wk"),    weight_ptr(w, p + "attn.wv"),  weight_ptr(w, p + "attn.wo"),
+      weight_ptr(w, p + "ln2.weight"), weight_ptr(w, p + "ln2.bias"), weight_ptr(w, p + "ff.w1"),
+      weight_ptr(w, p + "ff.b1"),      weight_ptr(w, p + "ff.w2"),    weight_ptr(w, p + "ff.b2")};
 }
 
 void embed_one(const CommonParams& cp, const ModelConfig& cfg, int64_t p, int prev, float* out) {

@@ -14,8 +14,10 @@ namespace attnscope {
 // ---- parameter specs ----
 // embed.*, final_ln.*, head.*: the tensors every family shares.
 void common_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out);
-// A pre-LN block under prefix (e.g. "blocks.3."): ln1, attn.{wq,wk,wv,wo}, ln2, ff.{w1,b1,w2,b2}.
-void block_param_specs(const std::string& prefix, int dim, int ff_dim, std::vector<ParamSpec>* out);
+// A pre-LN block under prefix (e.g. "blocks.3."): ln1, attn.{wq,wk,wv,wo}, ln2, ff.{w1,b1,w2,b2};
+// with shared_qk (Reformer) one attn.wqk stands for wq and wk.
+void block_param_specs(const std::string& prefix, int dim, int ff_dim, std::vector<ParamSpec>* out,
+                       bool shared_qk = false);
 
 // ---- weights as pointers (names checked by model_check_weights before use) ----
 const float* weight_ptr(const WeightMap& w, const std::string& name);
@@ -49,8 +51,8 @@ void ffn_forward(const BlockParams& bp, const float* h, float* out, int64_t n, i
 
 // ---- the pre-LN block ----
 // Attention over (H, n, d) queries/keys/values, writing (H, n, d).
-using AttnFullFn = std::function<Status(const float* q, const float* k, const float* v,
-                                        float* out, int64_t n)>;
+using AttnFullFn =
+    std::function<Status(const float* q, const float* k, const float* v, float* out, int64_t n)>;
 // x (n, D) in place: x += Attn(LN1 x) Wo; x += FFN(LN2 x).
 Status block_forward(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t n,
                      const AttnFullFn& attn);
@@ -64,8 +66,8 @@ struct KvCache {
 KvCache kv_cache_make(int heads, int64_t cap, int d);
 
 // One query per head at absolute position i against the cache (which holds i+1 rows).
-using AttnDecodeFn = std::function<void(const float* q, const KvCache& cache, int64_t i,
-                                        float* out)>;
+using AttnDecodeFn =
+    std::function<void(const float* q, const KvCache& cache, int64_t i, float* out)>;
 // x (D) in place for position i; appends this position's k, v to cache.
 void block_decode(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t i,
                   KvCache& cache, const AttnDecodeFn& attn);

@@ -1,9 +1,10 @@
 // The family-independent model API: tensor specs, initialisation, checks, the factory and
 // evaluation (log-probabilities, bits per dim).
+#include "attnscope/model.h"
+
 #include <cmath>
 #include <cstring>
 
-#include "attnscope/model.h"
 #include "core/rng.h"
 #include "models/common.h"
 #include "models/families.h"
@@ -16,10 +17,18 @@ std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg) {
   common_param_specs(cfg, &specs);
   switch (cfg.family) {
     case Family::kDense:
-    case Family::kSparse: transformer_param_specs(cfg, &specs); break;
-    case Family::kReformer: reformer_param_specs(cfg, &specs); break;
-    case Family::kPerceiverAR: perceiver_param_specs(cfg, &specs); break;
-    case Family::kHourglass: hourglass_param_specs(cfg, &specs); break;
+    case Family::kSparse:
+      transformer_param_specs(cfg, &specs);
+      break;
+    case Family::kReformer:
+      reformer_param_specs(cfg, &specs);
+      break;
+    case Family::kPerceiverAR:
+      perceiver_param_specs(cfg, &specs);
+      break;
+    case Family::kHourglass:
+      hourglass_param_specs(cfg, &specs);
+      break;
   }
   return specs;
 }
@@ -44,8 +53,11 @@ WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt) {
     float* p = t.data();
     const int64_t n = t.numel();
     switch (s.init) {
-      case ParamInit::kOnes: std::fill(p, p + n, 1.0f); break;
-      case ParamInit::kZeros: break;
+      case ParamInit::kOnes:
+        std::fill(p, p + n, 1.0f);
+        break;
+      case ParamInit::kZeros:
+        break;
       case ParamInit::kNormal:
         for (int64_t i = 0; i < n; ++i) p[i] = static_cast<float>(0.02 * rng.normal());
         break;
@@ -88,7 +100,9 @@ Status model_check_weights(const ModelConfig& cfg, const WeightMap& w) {
   return Status::ok();
 }
 
-const float* Model::param(const std::string& name) const { return weight_ptr(w_, name); }
+const float* Model::param(const std::string& name) const {
+  return weight_ptr(w_, name);
+}
 
 Expected<std::unique_ptr<Model>> model_create(const ModelConfig& in, WeightMap weights) {
   ModelConfig cfg = in;
@@ -97,10 +111,14 @@ Expected<std::unique_ptr<Model>> model_create(const ModelConfig& in, WeightMap w
   ATTN_RETURN_IF_ERROR(model_check_weights(cfg, weights));
   switch (cfg.family) {
     case Family::kDense:
-    case Family::kSparse: return make_transformer_model(std::move(cfg), std::move(weights));
-    case Family::kReformer: return make_reformer_model(std::move(cfg), std::move(weights));
-    case Family::kPerceiverAR: return make_perceiver_model(std::move(cfg), std::move(weights));
-    case Family::kHourglass: return make_hourglass_model(std::move(cfg), std::move(weights));
+    case Family::kSparse:
+      return make_transformer_model(std::move(cfg), std::move(weights));
+    case Family::kReformer:
+      return make_reformer_model(std::move(cfg), std::move(weights));
+    case Family::kPerceiverAR:
+      return make_perceiver_model(std::move(cfg), std::move(weights));
+    case Family::kHourglass:
+      return make_hourglass_model(std::move(cfg), std::move(weights));
   }
   return internal_error("unknown family");
 }

@@ -15,21 +15,9 @@
 namespace attnscope {
 
 void reformer_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
-  const int64_t D = cfg.dim, F = cfg.ff_dim;
-  for (int l = 0; l < cfg.layers; ++l) {
-    const std::string p = "blocks." + std::to_string(l) + ".";
-    out->push_back({p + "ln1.weight", {D}, ParamInit::kOnes});
-    out->push_back({p + "ln1.bias", {D}, ParamInit::kZeros});
-    out->push_back({p + "attn.wqk", {D, D}, ParamInit::kNormal});
-    out->push_back({p + "attn.wv", {D, D}, ParamInit::kNormal});
-    out->push_back({p + "attn.wo", {D, D}, ParamInit::kNormalScaled});
-    out->push_back({p + "ln2.weight", {D}, ParamInit::kOnes});
-    out->push_back({p + "ln2.bias", {D}, ParamInit::kZeros});
-    out->push_back({p + "ff.w1", {D, F}, ParamInit::kNormal});
-    out->push_back({p + "ff.b1", {F}, ParamInit::kZeros});
-    out->push_back({p + "ff.w2", {F, D}, ParamInit::kNormalScaled});
-    out->push_back({p + "ff.b2", {D}, ParamInit::kZeros});
-  }
+  for (int l = 0; l < cfg.layers; ++l)
+    block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out,
+                      /*shared_qk=*/true);
 }
 
 namespace {

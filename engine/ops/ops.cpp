@@ -32,8 +32,7 @@ void op_matmul_nt(const float* a, const float* b, float* c, int64_t m, int64_t k
   dnnl_sgemm('N', 'T', m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
 }
 
-void op_layernorm(const float* x, const float* g, const float* b, float* y, int64_t n,
-                  int64_t D) {
+void op_layernorm(const float* x, const float* g, const float* b, float* y, int64_t n, int64_t D) {
   for (int64_t r = 0; r < n; ++r) {
     const float* xr = x + r * D;
     float* yr = y + r * D;

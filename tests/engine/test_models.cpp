@@ -2,7 +2,6 @@
 // the full forward, causality, sparse decode reads only its pattern, sampling, bits/dim,
 // config round trip and refusals, memory accounting.
 #include <QtTest>
-
 #include <cmath>
 
 #include "attnscope/generate.h"
@@ -102,7 +101,9 @@ class TestModels : public QObject {
   }
 
  private slots:
-  void dense_decode_equals_forward() { check_decode_equals_forward(small_config(Family::kDense, "image:6x5x3")); }
+  void dense_decode_equals_forward() {
+    check_decode_equals_forward(small_config(Family::kDense, "image:6x5x3"));
+  }
   void dense_causal() { check_causal(small_config(Family::kDense, "text:77")); }
 
   void sparse_decode_equals_forward_data() {
@@ -111,7 +112,9 @@ class TestModels : public QObject {
     for (int p : {0, 1})
       for (int c : {0, 1, 2})
         QTest::addRow("%s/%s", p ? "fixed" : "strided",
-                      c == 0 ? "interleaved" : c == 1 ? "merged" : "per-head")
+                      c == 0   ? "interleaved"
+                      : c == 1 ? "merged"
+                               : "per-head")
             << p << c;
   }
   void sparse_decode_equals_forward() {
@@ -143,7 +146,8 @@ class TestModels : public QObject {
     }
     QCOMPARE(m->stats().keys_read.load(), expected);
     const int64_t dense_reads = int64_t{512} * 513 / 2 * rc.heads;
-    QVERIFY2(expected * 4 < dense_reads, "the strided pattern should read far fewer keys than dense");
+    QVERIFY2(expected * 4 < dense_reads,
+             "the strided pattern should read far fewer keys than dense");
   }
 
   void bits_per_dim_uniform_is_eight() {
@@ -232,23 +236,32 @@ class TestModels : public QObject {
     auto refuse = [](const std::string& json, const char* needle) {
       auto c = config_from_json(json);
       QVERIFY(!c);
-      QVERIFY2(c.status().message().find(needle) != std::string::npos, c.status().message().c_str());
+      QVERIFY2(c.status().message().find(needle) != std::string::npos,
+               c.status().message().c_str());
     };
     refuse("[1,2]", "JSON object");
-    refuse("{\"family\":\"dense\",\"modality\":\"image:8x8x3\",\"colour\":1}", "unknown config key 'colour'");
+    refuse("{\"family\":\"dense\",\"modality\":\"image:8x8x3\",\"colour\":1}",
+           "unknown config key 'colour'");
     refuse("{\"family\":\"wide\",\"modality\":\"image:8x8x3\"}", "unknown family 'wide'");
     refuse("{\"family\":\"dense\",\"modality\":\"image:8x8\"}", "bad modality");
-    refuse("{\"family\":\"dense\",\"modality\":\"image:8x8x3\",\"dim\":30,\"heads\":4}", "multiple of heads");
+    refuse("{\"family\":\"dense\",\"modality\":\"image:8x8x3\",\"dim\":30,\"heads\":4}",
+           "multiple of heads");
     refuse("{\"family\":\"dense\",\"modality\":\"image:8x8x3\",\"dim\":1000000000}", "dim must be");
     refuse("{\"family\":\"dense\",\"modality\":\"image:8x8x3\",\"dim\":\"big\"}", "wrong type");
-    refuse("{\"family\":\"dense\",\"modality\":\"image:1024x1024x3\",\"layers\":512,\"dim\":8192,\"heads\":8}",
-           "sequence length");
-    refuse("{\"family\":\"dense\",\"modality\":\"text:4096\",\"layers\":512,\"dim\":8192,\"heads\":8}",
-           "parameters");
-    refuse("{\"family\":\"hourglass\",\"modality\":\"text:64\",\"hourglass\":{\"hierarchy\":\"2@1,4@3,2@2\"}}",
-           "same both ways");
-    refuse("{\"family\":\"sparse\",\"modality\":\"text:64\",\"sparse\":{\"stride\":40,\"block\":32}}",
-           "multiple of sparse.block");
+    refuse(
+        "{\"family\":\"dense\",\"modality\":\"image:1024x1024x3\",\"layers\":512,\"dim\":8192,"
+        "\"heads\":8}",
+        "sequence length");
+    refuse(
+        "{\"family\":\"dense\",\"modality\":\"text:4096\",\"layers\":512,\"dim\":8192,\"heads\":8}",
+        "parameters");
+    refuse(
+        "{\"family\":\"hourglass\",\"modality\":\"text:64\",\"hourglass\":{\"hierarchy\":\"2@1,4@3,"
+        "2@2\"}}",
+        "same both ways");
+    refuse(
+        "{\"family\":\"sparse\",\"modality\":\"text:64\",\"sparse\":{\"stride\":40,\"block\":32}}",
+        "multiple of sparse.block");
   }
 
   void hierarchy_parse() {

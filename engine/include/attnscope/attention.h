@@ -34,8 +34,8 @@ void attn_naive_forward_f64(const double* q, const double* k, const double* v, d
 // ordinary causal self-attention; Perceiver AR's cross-attention uses q_offset = N - M.
 // q is (H, nq, d); k, v are (H, nk, d); out is (H, nq, d). Tiled with an online softmax,
 // no nq x nk matrix is ever stored.
-Status attn_dense_forward_cpu(const float* q, const float* k, const float* v, float* out,
-                              int heads, int64_t nq, int64_t nk, int d, int64_t q_offset,
+Status attn_dense_forward_cpu(const float* q, const float* k, const float* v, float* out, int heads,
+                              int64_t nq, int64_t nk, int d, int64_t q_offset,
                               AttnStats* stats = nullptr);
 
 // One query per head against the first n_keys rows of a cache with row capacity cap.

@@ -44,15 +44,15 @@ struct SparseConfig {
 
 struct LshConfig {
   int n_hashes = 2;
-  int chunk = 64;       // m, the chunk length
-  int n_buckets = 0;    // 0 = auto: 2N/m rounded up to even
+  int chunk = 64;     // m, the chunk length
+  int n_buckets = 0;  // 0 = auto: 2N/m rounded up to even
   bool reversible = true;
-  int ff_chunks = 4;    // feed-forward computed in this many position chunks
+  int ff_chunks = 4;  // feed-forward computed in this many position chunks
 };
 
 struct PerceiverConfig {
-  int latents = 0;            // M; 0 = auto: min(N, 256)
-  double cross_dropout = 0.0; // training only: share of context dropped from cross-attention
+  int latents = 0;             // M; 0 = auto: min(N, 256)
+  double cross_dropout = 0.0;  // training only: share of context dropped from cross-attention
 };
 
 struct HourglassLevel {
@@ -72,11 +72,13 @@ Expected<std::vector<HourglassLevel>> hourglass_parse(const std::string& spec);
 struct ModelConfig {
   Family family = Family::kDense;
   Modality modality;
-  int layers = 4;     // attention blocks (Perceiver AR: latent self-attention blocks; Hourglass: from hierarchy)
-  int dim = 128;      // D
-  int heads = 4;      // H; head width d = D / H
-  int ff_dim = 0;     // 0 = auto: 4 D
-  int pos_width = 0;  // audio/text factorised positions: row = p / w, col = p % w; 0 = auto: ceil(sqrt(N))
+  int layers = 4;  // attention blocks (Perceiver AR: latent self-attention blocks; Hourglass: from
+                   // hierarchy)
+  int dim = 128;   // D
+  int heads = 4;   // H; head width d = D / H
+  int ff_dim = 0;  // 0 = auto: 4 D
+  int pos_width =
+      0;  // audio/text factorised positions: row = p / w, col = p % w; 0 = auto: ceil(sqrt(N))
   uint64_t seed = 0;  // weight init and LSH rotations
   SparseConfig sparse;
   LshConfig lsh;

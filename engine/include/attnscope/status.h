@@ -33,11 +33,21 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
-inline Status invalid_argument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-inline Status not_found(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
-inline Status unsupported(std::string m) { return {StatusCode::kUnsupported, std::move(m)}; }
-inline Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
-inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status invalid_argument(std::string m) {
+  return {StatusCode::kInvalidArgument, std::move(m)};
+}
+inline Status not_found(std::string m) {
+  return {StatusCode::kNotFound, std::move(m)};
+}
+inline Status unsupported(std::string m) {
+  return {StatusCode::kUnsupported, std::move(m)};
+}
+inline Status cancelled(std::string m) {
+  return {StatusCode::kCancelled, std::move(m)};
+}
+inline Status internal_error(std::string m) {
+  return {StatusCode::kInternal, std::move(m)};
+}
 
 // A value or the Status that explains why there is none.
 template <typename T>
@@ -64,8 +74,8 @@ class [[nodiscard]] Expected {
 }  // namespace attnscope
 
 // Returns the Status of an expression early when it is not ok.
-#define ATTN_RETURN_IF_ERROR(expr)        \
-  do {                                    \
-    ::attnscope::Status _st = (expr);     \
-    if (!_st.is_ok()) return _st;         \
+#define ATTN_RETURN_IF_ERROR(expr)    \
+  do {                                \
+    ::attnscope::Status _st = (expr); \
+    if (!_st.is_ok()) return _st;     \
   } while (0)
