@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "args.h"
+#include "attnscope/atomic_file.h"
 #include "attnscope/generate.h"
 #include "commands.h"
 #include "media.h"
@@ -228,7 +229,7 @@ Status cmd_generate(const Argv& argv, const Context& ctx) {
     outputs.push_back(std::move(*tokens));
   }
 
-  PendingFiles files;
+  AtomicFileSet files;
   std::vector<std::string> written;
   if (cfg.modality.kind == ModalityKind::kImage) {
     auto bytes = image_encode_grid(outputs, cfg.modality, *out);
@@ -304,7 +305,7 @@ Status cmd_eval(const Argv& argv, const Context& ctx) {
   std::printf("bits/dim: %.4f\n", nats / static_cast<double>(n) / std::log(2.0));
   std::printf("N: %lld\n", static_cast<long long>(n));
   if (!dump.empty()) {
-    PendingFiles files;
+    AtomicFileSet files;
     ATTN_RETURN_IF_ERROR(files.add(dump, npy_encode_f32(lp.data(), n, kVocab)));
     ATTN_RETURN_IF_ERROR(files.commit());
     std::printf("wrote %s (%lld x 256 float32)\n", dump.c_str(), static_cast<long long>(n));

@@ -1,8 +1,7 @@
-// Atomic output files, image/text/audio tokens and .npy encoding for attnscope-cli.
+// Output file checks, image/text/audio tokens and .npy encoding for attnscope-cli.
 #include "media.h"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <QBuffer>
@@ -11,7 +10,6 @@
 #include <QImageWriter>
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -26,51 +24,6 @@ namespace fs = std::filesystem;
 using attnscope::internal_error;
 using attnscope::invalid_argument;
 using attnscope::not_found;
-
-PendingFiles::~PendingFiles() {
-  for (const Entry& e : entries_) ::unlink(e.temp.c_str());
-}
-
-Status PendingFiles::add(const std::string& path, const std::vector<uint8_t>& bytes) {
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string name = ".";
-  name += target.filename().string();
-  name += ".tmp-XXXXXX";
-  std::string temp = (dir / name).string();
-  const int fd = ::mkstemp(temp.data());
-  if (fd < 0)
-    return internal_error("cannot create a file in '" + dir.string() +
-                          "': " + std::strerror(errno));
-  entries_.push_back({temp, path});
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    done += static_cast<size_t>(w);
-  }
-  const mode_t mask = ::umask(0);
-  ::umask(mask);
-  bool ok = done == bytes.size() && ::fchmod(fd, 0666 & ~mask) == 0 && ::fsync(fd) == 0;
-  const int err = errno;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok) return internal_error("cannot write '" + path + "': " + std::strerror(err));
-  return Status::ok();
-}
-
-Status PendingFiles::commit() {
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    if (std::rename(entries_[i].temp.c_str(), entries_[i].target.c_str()) != 0) {
-      const int err = errno;
-      for (size_t j = 0; j < i; ++j) ::unlink(entries_[j].target.c_str());
-      return internal_error("cannot move the output into '" + entries_[i].target +
-                            "': " + std::strerror(err));
-    }
-  }
-  entries_.clear();
-  return Status::ok();
-}
 
 Status check_output_folder(const std::string& path) {
   const fs::path target(path);

@@ -1,5 +1,5 @@
-// Files in and out of attnscope-cli: outputs that appear complete or not at all, images as
-// byte tokens (QImage), text, WAV clips as mu-law tokens, and .npy arrays.
+// Files in and out of attnscope-cli: output paths checked before the work, images as byte
+// tokens (QImage), text, WAV clips as mu-law tokens, and .npy arrays.
 #pragma once
 
 #include <QImage>
@@ -15,24 +15,6 @@ namespace cli {
 using attnscope::Expected;
 using attnscope::Modality;
 using attnscope::Status;
-
-// Output files written to temporary files beside their targets and renamed into place only
-// by commit(), all together; whatever was not committed is removed by the destructor.
-class PendingFiles {
- public:
-  PendingFiles() = default;
-  PendingFiles(const PendingFiles&) = delete;
-  PendingFiles& operator=(const PendingFiles&) = delete;
-  ~PendingFiles();
-  Status add(const std::string& path, const std::vector<uint8_t>& bytes);
-  Status commit();
-
- private:
-  struct Entry {
-    std::string temp, target;
-  };
-  std::vector<Entry> entries_;
-};
 
 // Refuses (kInvalidArgument) an output path whose folder does not exist or is not a folder.
 Status check_output_folder(const std::string& path);

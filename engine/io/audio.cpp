@@ -3,17 +3,13 @@
 // dependency to the engine for the one container the tools need.
 #include "attnscope/audio.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include "attnscope/atomic_file.h"
 
 namespace attnscope {
 
@@ -239,34 +235,7 @@ Status audio_wav_write(const std::string& path, const AudioClip& clip) {
   if (clip.rate < 1) return invalid_argument("WAV sample rate must be positive");
   if (clip.samples.size() > (uint64_t{1} << 30))
     return invalid_argument("clip is too long for one WAV file");
-  const std::vector<uint8_t> bytes = audio_wav_encode(clip);
-  namespace fs = std::filesystem;
-  const fs::path target(path);
-  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
-  std::string name = ".";
-  name += target.filename().string();
-  name += ".tmp-XXXXXX";
-  std::string tmp = (dir / name).string();
-  const int fd = mkstemp(tmp.data());
-  if (fd < 0)
-    return internal_error("cannot create a file in '" + dir.string() +
-                          "': " + std::strerror(errno));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    done += static_cast<size_t>(w);
-  }
-  const bool written = done == bytes.size() && ::fchmod(fd, 0644) == 0 && ::fsync(fd) == 0;
-  const int saved = errno;
-  const bool closed = ::close(fd) == 0;
-  if (!written || !closed || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = written && closed ? errno : saved;
-    ::unlink(tmp.c_str());
-    return internal_error("cannot write '" + path + "': " + std::strerror(err));
-  }
-  return Status::ok();
+  return atomic_write_file(path, audio_wav_encode(clip));
 }
 
 std::vector<float> audio_resample_linear(const std::vector<float>& in, int from_rate, int to_rate) {

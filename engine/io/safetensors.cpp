@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
-#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
@@ -22,6 +21,8 @@
 #include <set>
 #include <string_view>
 #include <vector>
+
+#include "attnscope/atomic_file.h"
 
 namespace attnscope {
 
@@ -507,54 +508,6 @@ Expected<LoadedModel> load_file(const std::string& path) {
 
 // ---- writing ----
 
-// The temporary file of an atomic save: removed unless the rename committed it.
-class TempFile {
- public:
-  explicit TempFile(std::string name_template) : name_(std::move(name_template)) {
-    fd_ = ::mkstemp(name_.data());
-    exists_ = fd_ >= 0;
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (exists_) ::unlink(name_.c_str());
-  }
-  bool created() const { return exists_; }
-
-  Status write(const void* p, size_t n) {
-    const auto* c = static_cast<const char*>(p);
-    while (n > 0) {
-      ssize_t k = ::write(fd_, c, n);
-      if (k < 0 && errno == EINTR) continue;
-      if (k <= 0) return internal_error(std::string("cannot write: ") + std::strerror(errno));
-      c += k;
-      n -= static_cast<size_t>(k);
-    }
-    return Status::ok();
-  }
-
-  // Flushes, closes and renames over target; after success the file is no longer ours to remove.
-  Status commit(const std::string& target) {
-    if (::fchmod(fd_, 0644) != 0 || ::fsync(fd_) != 0)
-      return internal_error(std::string("cannot flush: ") + std::strerror(errno));
-    int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0)
-      return internal_error(std::string("cannot close: ") + std::strerror(errno));
-    if (::rename(name_.c_str(), target.c_str()) != 0)
-      return internal_error(std::string("cannot rename the temporary file into place: ") +
-                            std::strerror(errno));
-    exists_ = false;
-    return Status::ok();
-  }
-
- private:
-  std::string name_;
-  int fd_ = -1;
-  bool exists_ = false;
-};
-
 // Refuses what the reader would refuse: a value that is not finite once stored in dtype.
 Status check_storable(const std::string& name, const Tensor& t, DType dtype) {
   const float* v = t.data();
@@ -571,17 +524,17 @@ Status check_storable(const std::string& name, const Tensor& t, DType dtype) {
   return Status::ok();
 }
 
-Status write_tensor(TempFile& out, const Tensor& t, DType dtype) {
+Status write_tensor(const FileAppender& append, const Tensor& t, DType dtype) {
   const float* v = t.data();
   auto n = static_cast<size_t>(t.numel());
-  if (dtype == DType::kF32) return out.write(v, n * sizeof(float));
+  if (dtype == DType::kF32) return append(v, n * sizeof(float));
   constexpr size_t kChunk = 1 << 15;
   std::vector<uint16_t> buf(std::min(n, kChunk));
   for (size_t i = 0; i < n; i += kChunk) {
     size_t m = std::min(kChunk, n - i);
     for (size_t k = 0; k < m; ++k)
       buf[k] = dtype == DType::kF16 ? f32_to_f16(v[i + k]) : f32_to_bf16(v[i + k]);
-    ATTN_RETURN_IF_ERROR(out.write(buf.data(), m * sizeof(uint16_t)));
+    ATTN_RETURN_IF_ERROR(append(buf.data(), m * sizeof(uint16_t)));
   }
   return Status::ok();
 }
@@ -609,19 +562,14 @@ Status save_file(const std::string& path, const ModelConfig& given, const Weight
   text.append((8 - text.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
   uint64_t header_len = text.size();
 
-  std::filesystem::path target(path);
-  std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
-  TempFile tmp((dir / ("." + target.filename().string() + ".tmp-XXXXXX")).string());
-  if (!tmp.created()) {
-    int err = errno;
-    std::string why =
-        "cannot create a temporary file in " + dir.string() + ": " + std::strerror(err);
-    return err == ENOENT ? not_found(why) : internal_error(why);
-  }
-  ATTN_RETURN_IF_ERROR(tmp.write(&header_len, 8));
-  ATTN_RETURN_IF_ERROR(tmp.write(text.data(), text.size()));
-  for (const auto& [name, t] : w) ATTN_RETURN_IF_ERROR(write_tensor(tmp, t, dtype));
-  return tmp.commit(path);
+  AtomicFileSet file(0644);
+  ATTN_RETURN_IF_ERROR(file.add_streamed(path, [&](const FileAppender& append) {
+    ATTN_RETURN_IF_ERROR(append(&header_len, 8));
+    ATTN_RETURN_IF_ERROR(append(text.data(), text.size()));
+    for (const auto& [name, t] : w) ATTN_RETURN_IF_ERROR(write_tensor(append, t, dtype));
+    return Status::ok();
+  }));
+  return file.commit();
 }
 
 }  // namespace
