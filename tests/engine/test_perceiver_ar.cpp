@@ -1,0 +1,199 @@
+// Tests of the Perceiver AR family: cached decode against the forward over every prefix
+// (growing and sliding latent window), the forward's row layout, causality of the
+// cross-attention and the number of latents as a test-time knob.
+#include <QtTest>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "attnscope/model.h"
+#include "core/rng.h"
+
+using namespace attnscope;
+
+namespace {
+
+// Forward and decode reach the same logits through different float32 kernels (the tiled
+// online-softmax forward and sgemm over many rows vs the single-query decode kernel and the
+// small-m matmul loop), so sums run in different orders; differences are ~1e-6 of the logits'
+// scale (about 1 here), and 1e-4 leaves a wide margin without hiding a wrong mask or window.
+constexpr double kTol = 1e-4;
+constexpr int64_t kN = 48;
+
+ModelConfig perceiver_config(int latents) {
+  ModelConfig c;
+  c.family = Family::kPerceiverAR;
+  c.modality = *modality_parse("text:48");
+  c.layers = 2;
+  c.dim = 32;
+  c.heads = 4;
+  c.perceiver.latents = latents;
+  Status st = config_resolve(c);
+  Q_ASSERT(st.is_ok());
+  return c;
+}
+
+WeightMap perceiver_weights() {
+  return model_init_weights(perceiver_config(16), InitOptions{7, /*zero_logits=*/false});
+}
+
+std::unique_ptr<Model> make_model(int latents) {
+  auto m = model_create(perceiver_config(latents), perceiver_weights());
+  Q_ASSERT(m.has_value());
+  return std::move(*m);
+}
+
+std::vector<uint8_t> random_tokens(uint64_t seed, int64_t n) {
+  Rng rng(seed);
+  std::vector<uint8_t> x(static_cast<size_t>(n));
+  for (auto& t : x) t = static_cast<uint8_t>(rng.next_u64() & 0xff);
+  return x;
+}
+
+// max |a - b| / max(1, |b|) over count values.
+double max_err(const float* a, const float* b, int64_t count) {
+  double e = 0.0;
+  for (int64_t i = 0; i < count; ++i)
+    e = std::max(e,
+                 std::abs(static_cast<double>(a[i]) - b[i]) / std::max(1.0, std::abs(1.0 * b[i])));
+  return e;
+}
+
+// (n, 256) logits of decode steps over x[0..n).
+std::vector<float> decode_all(const Model& m, const std::vector<uint8_t>& x, int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n * kVocab));
+  auto st = m.decode_begin();
+  for (int64_t p = 0; p < n; ++p) {
+    Status s = m.decode_step(*st, p > 0 ? x[static_cast<size_t>(p - 1)] : -1, &out[p * kVocab]);
+    Q_ASSERT(s.is_ok());
+  }
+  return out;
+}
+
+struct Rows {
+  Tensor logits;
+  int64_t first = -1;
+};
+Rows forward(const Model& m, const std::vector<uint8_t>& x, int64_t n) {
+  Rows r;
+  Status s = m.forward(x.data(), n, &r.logits, &r.first);
+  Q_ASSERT(s.is_ok());
+  return r;
+}
+
+}  // namespace
+
+class TestPerceiverAr : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void decodeEqualsLastRowOfForwardOnEveryPrefix() {
+    // M = 16 < N = 48: positions 16..47 take the sliding path.
+    for (int latents : {16, 32}) {
+      auto m = make_model(latents);
+      const auto x = random_tokens(1, kN);
+      const auto dec = decode_all(*m, x, kN);
+      double worst = 0.0;
+      for (int64_t p = 0; p < kN; ++p) {
+        Rows f = forward(*m, x, p + 1);
+        const int64_t rows = f.logits.dim(0);
+        QCOMPARE(f.first + rows, p + 1);
+        worst = std::max(worst,
+                         max_err(&dec[p * kVocab], f.logits.data() + (rows - 1) * kVocab, kVocab));
+      }
+      qInfo("latents %d: decode vs last forward row, max rel err %.3g", latents, worst);
+      QVERIFY(worst <= kTol);
+    }
+  }
+
+  void growingWindowRowsEqualDecodeRows() {
+    auto m = make_model(16);
+    const auto x = random_tokens(2, kN);
+    const auto dec = decode_all(*m, x, 16);
+    double worst = 0.0;
+    for (int64_t n = 1; n <= 16; ++n) {
+      Rows f = forward(*m, x, n);
+      QCOMPARE(f.first, int64_t{0});
+      QCOMPARE(f.logits.dim(0), n);
+      worst = std::max(worst, max_err(dec.data(), f.logits.data(), n * kVocab));
+    }
+    qInfo("n <= M: every forward row vs decode, max rel err %.3g", worst);
+    QVERIFY(worst <= kTol);
+  }
+
+  void forwardRowLayout() {
+    auto m = make_model(16);
+    const auto x = random_tokens(3, kN);
+    for (int64_t n : {1, 9, 16, 17, 40, 48}) {
+      Rows f = forward(*m, x, n);
+      const int64_t want_rows = std::min<int64_t>(n, 16);
+      QCOMPARE(f.logits.dim(0), want_rows);
+      QCOMPARE(f.logits.dim(1), int64_t{kVocab});
+      QCOMPARE(f.first, n - want_rows);
+    }
+    Tensor t;
+    int64_t first = 0;
+    QVERIFY(!m->forward(x.data(), kN + 1, &t, &first).is_ok());
+  }
+
+  void crossAttentionIsCausalAndSeesTheWholeContext() {
+    auto m = make_model(16);
+    const auto x = random_tokens(4, kN);
+    const Rows base = forward(*m, x, kN);  // rows are positions 32..47
+    for (int64_t p : {32, 37, 46}) {
+      // Perturb every x[q], q >= p: rows of positions <= p read only x[< p]. Their inputs are
+      // bitwise the same and no row reads another's sums, so they must match exactly.
+      auto y = x;
+      for (int64_t q = p; q < kN; ++q) y[static_cast<size_t>(q)] ^= 0x5a;
+      const Rows f = forward(*m, y, kN);
+      const int64_t keep = p - base.first + 1;
+      const double same = max_err(f.logits.data(), base.logits.data(), keep * kVocab);
+      const double changed = max_err(f.logits.data() + keep * kVocab,
+                                     base.logits.data() + keep * kVocab, (16 - keep) * kVocab);
+      QVERIFY2(same == 0.0,
+               qPrintable(QString("row of position <= %1 moved by %2").arg(p).arg(same)));
+      QVERIFY2(changed > 1e-3, "later rows must see the perturbed tokens");
+    }
+    // A token before the window (position 3 < first_row = 32) still reaches every latent
+    // through the cross-attention.
+    auto y = x;
+    y[2] ^= 0x5a;
+    const Rows f = forward(*m, y, kN);
+    for (int64_t r = 0; r < 16; ++r)
+      QVERIFY(max_err(f.logits.data() + r * kVocab, base.logits.data() + r * kVocab, kVocab) >
+              1e-4);
+  }
+
+  void latentsCountIsATestTimeKnob() {
+    // Same weights (the tensors do not depend on M), three window sizes.
+    auto m8 = make_model(8);
+    auto m16 = make_model(16);
+    auto m48 = make_model(48);
+    const auto x = random_tokens(5, kN);
+    // Positions p < 8: every window holds the whole prefix x[0..p], so all three agree.
+    const Rows f8 = forward(*m8, x, 8), f16 = forward(*m16, x, 8), f48 = forward(*m48, x, 8);
+    QCOMPARE(f8.logits.dim(0), int64_t{8});
+    const double e16 = max_err(f8.logits.data(), f16.logits.data(), 8 * kVocab);
+    const double e48 = max_err(f8.logits.data(), f48.logits.data(), 8 * kVocab);
+    const auto d8 = decode_all(*m8, x, kN), d16 = decode_all(*m16, x, kN),
+               d48 = decode_all(*m48, x, kN);
+    const double dec = std::max(max_err(d8.data(), d16.data(), 8 * kVocab),
+                                max_err(d8.data(), d48.data(), 8 * kVocab));
+    const double up_to_16 = max_err(d16.data(), d48.data(), 16 * kVocab);
+    qInfo(
+        "shared prefix rows: forward M=8 vs 16 %.3g, vs 48 %.3g; decode %.3g; M=16 vs 48 "
+        "up to p=15 %.3g",
+        e16, e48, dec, up_to_16);
+    QVERIFY(e16 <= kTol && e48 <= kTol && dec <= kTol && up_to_16 <= kTol);
+    // Once the smaller window has slid, the knob changes the answer.
+    QVERIFY(max_err(&d16[40 * kVocab], &d48[40 * kVocab], kVocab) > 1e-4);
+    // M = N is a plain full forward: one row per position, matching decode.
+    const Rows full = forward(*m48, x, kN);
+    QCOMPARE(full.first, int64_t{0});
+    QVERIFY(max_err(d48.data(), full.logits.data(), kN * kVocab) <= kTol);
+  }
+};
+
+QTEST_APPLESS_MAIN(TestPerceiverAr)
+#include "test_perceiver_ar.moc"
