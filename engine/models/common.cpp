@@ -179,6 +179,32 @@ void block_decode(const BlockParams& bp, const ModelConfig& cfg, float* x, int64
   op_add(x, f.data(), D);
 }
 
+AttnFullFn attn_tapped(AttnFullFn kernel, AttnTap* tap, int layer, AttnLayerView view) {
+  if (!tap || tap->layer != layer) return kernel;
+  return [kernel = std::move(kernel), tap, view](const float* q, const float* k, const float* v,
+                                                 float* o, int64_t n) mutable {
+    ATTN_RETURN_IF_ERROR(kernel(q, k, v, o, n));
+    view.q = q;
+    view.k = k;
+    view.v = v;
+    view.o = o;
+    view.nq = view.nk = n;
+    tap->done = true;
+    return (*tap->fn)(view);
+  };
+}
+
+Status check_attention_layer(const ModelConfig& cfg, int64_t n, int layer, int layers) {
+  if (n < 1 || n > cfg.seq_len())
+    return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
+                            std::to_string(cfg.seq_len()));
+  if (layer < 0 || layer >= layers)
+    return invalid_argument("attention layer " + std::to_string(layer) + " does not exist: this " +
+                            family_name(cfg.family) + " model has layers 0.." +
+                            std::to_string(layers - 1));
+  return Status::ok();
+}
+
 KvCache kv_cache_make(int heads, int64_t cap, int d) {
   KvCache c;
   c.k = Tensor::zeros({heads, cap, d}, MemCategory::kCaches);

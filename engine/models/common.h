@@ -65,6 +65,21 @@ struct KvCache {
 };
 KvCache kv_cache_make(int heads, int64_t cap, int d);
 
+// ---- inspection (Model::attention_layer) ----
+// Asks a forward to hand attention layer `layer` (numbered as the views number them) to fn;
+// once done is set the forward returns at once, its result unfinished.
+struct AttnTap {
+  int layer = -1;
+  const AttnLayerFn* fn = nullptr;
+  bool done = false;
+};
+// kernel, followed (when tap asks for `layer`) by tap->fn on the call's q, k, v and output
+// described by view, whose pointers and nq = nk the wrapper fills. tap may be null.
+AttnFullFn attn_tapped(AttnFullFn kernel, AttnTap* tap, int layer, AttnLayerView view);
+// The argument checks every family's attention_layer makes: n in 1..seq_len, layer in
+// 0..layers-1.
+Status check_attention_layer(const ModelConfig& cfg, int64_t n, int layer, int layers);
+
 // One query per head at absolute position i against the cache (which holds i+1 rows).
 using AttnDecodeFn =
     std::function<void(const float* q, const KvCache& cache, int64_t i, float* out)>;

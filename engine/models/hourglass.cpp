@@ -53,6 +53,7 @@ class HourglassModel : public Model {
     middle_ = static_cast<int>(levels.size() / 2);
     int block = 0;
     for (const HourglassLevel& lv : levels) {
+      first_block_.push_back(block);
       blocks_.emplace_back();
       for (int l = 0; l < lv.layers; ++l)
         blocks_.back().push_back(block_params(w_, "blocks." + std::to_string(block++) + "."));
@@ -60,6 +61,7 @@ class HourglassModel : public Model {
     int64_t len = cfg_.seq_len();
     for (int s = 0; s <= middle_; ++s) {
       lens_.push_back(len);
+      factors_.push_back(levels[static_cast<size_t>(s)].factor);
       if (s == middle_) break;
       const int k =
           levels[static_cast<size_t>(s + 1)].factor / levels[static_cast<size_t>(s)].factor;
@@ -83,11 +85,20 @@ class HourglassModel : public Model {
     // h is the full-resolution residual stream (n, D).
     Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
     embed_inputs(cp_, cfg_, x, 0, n, h.data());
-    ATTN_RETURN_IF_ERROR(depth_forward(0, h.data(), n, cancel));
+    ATTN_RETURN_IF_ERROR(depth_forward(0, h.data(), n, cancel, nullptr));
     *logits = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
     head_forward(cp_, cfg_, h.data(), n, logits->data());
     *first_row = 0;
     return Status::ok();
+  }
+
+  Status attention_layer(const uint8_t* x, int64_t n, int layer,
+                         const AttnLayerFn& fn) const override {
+    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers));
+    Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
+    embed_inputs(cp_, cfg_, x, 0, n, h.data());
+    AttnTap tap{layer, &fn};
+    return depth_forward(0, h.data(), n, nullptr, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -158,23 +169,38 @@ class HourglassModel : public Model {
       for (int64_t r = 0; r < k; ++r) std::copy(g + t * D, g + (t + 1) * D, u + (t * k + r) * D);
   }
 
-  Status level_forward(int level, float* h, int64_t len, const CancelFlag* cancel) const {
+  // h (len, D) in place through the blocks of one level. A tap names a block by its index in
+  // hierarchy order; the level's rows are described at its depth's resolution: row t serves
+  // positions t*K .. t*K+K-1 on the way up and pools positions t*K-K+1 .. t*K (K its factor).
+  Status level_forward(int level, float* h, int64_t len, const CancelFlag* cancel,
+                       AttnTap* tap) const {
     const int H = cfg_.heads, d = cfg_.head_dim();
     AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t n) {
       return attn_dense_forward_cpu(q, k, v, o, H, n, n, d, 0, &stats_);
     };
-    for (const BlockParams& bp : blocks_[static_cast<size_t>(level)]) {
+    const int depth = depth_of(level);
+    const int64_t factor = factors_[static_cast<size_t>(depth)];
+    AttnLayerView view;
+    view.heads = H;
+    view.d = d;
+    view.stride = factor;
+    view.key_offset = 1 - factor;
+    view.key_space = depth == 0 ? "positions" : "level " + std::to_string(depth);
+    const auto& blocks = blocks_[static_cast<size_t>(level)];
+    for (size_t b = 0; b < blocks.size() && !(tap && tap->done); ++b) {
       if (cancel && cancel->load()) return cancelled("forward cancelled");
-      ATTN_RETURN_IF_ERROR(block_forward(bp, cfg_, h, len, attn));
+      const int index = first_block_[static_cast<size_t>(level)] + static_cast<int>(b);
+      ATTN_RETURN_IF_ERROR(
+          block_forward(blocks[b], cfg_, h, len, attn_tapped(attn, tap, index, view)));
     }
     return Status::ok();
   }
 
   // h (len, D) in place at depth s: down level s, then (when s < S) shorten, the inner depths,
-  // upsample plus residual, and up level 2S - s.
-  Status depth_forward(int s, float* h, int64_t len, const CancelFlag* cancel) const {
-    ATTN_RETURN_IF_ERROR(level_forward(s, h, len, cancel));
-    if (s == middle_) return Status::ok();
+  // upsample plus residual, and up level 2S - s. Returns as soon as a tap is done.
+  Status depth_forward(int s, float* h, int64_t len, const CancelFlag* cancel, AttnTap* tap) const {
+    ATTN_RETURN_IF_ERROR(level_forward(s, h, len, cancel, tap));
+    if (s == middle_ || (tap && tap->done)) return Status::ok();
     const int64_t D = cfg_.dim, k = ks_[static_cast<size_t>(s)], short_len = (len + k - 1) / k;
     // cat (short_len, k*D) = h shifted right by k-1: row j = t*k + r of the (short_len*k, D)
     // view holds h[j - k + 1] (zeros before 0), so shortened t pools h[t*k-k+1 .. t*k], all
@@ -184,10 +210,11 @@ class HourglassModel : public Model {
     Tensor u = Tensor::zeros({short_len, k * D}, MemCategory::kActivations);
     std::copy(h, h + (short_len * k - (k - 1)) * D, cat.data() + (k - 1) * D);
     pool(s, cat.data(), short_len, g.data());
-    ATTN_RETURN_IF_ERROR(depth_forward(s + 1, g.data(), short_len, cancel));
+    ATTN_RETURN_IF_ERROR(depth_forward(s + 1, g.data(), short_len, cancel, tap));
+    if (tap && tap->done) return Status::ok();
     upsample(s, g.data(), short_len, u.data());
     op_add(h, u.data(), len * D);  // truncated to len: the residual from before shortening
-    return level_forward(2 * middle_ - s, h, len, cancel);
+    return level_forward(2 * middle_ - s, h, len, cancel, tap);
   }
 
   void level_decode(HourglassState& st, int level, float* x, int64_t i) const {
@@ -228,6 +255,8 @@ class HourglassModel : public Model {
   CommonParams cp_;
   int middle_ = 0;                                // S
   std::vector<std::vector<BlockParams>> blocks_;  // [level 0 .. 2S][block]
+  std::vector<int> first_block_;                  // [level]: its first block's global index
+  std::vector<int64_t> factors_;                  // [depth 0 .. S]: total shortening factor
   std::vector<int64_t> lens_;                     // [depth 0 .. S]: sequence length at seq_len
   std::vector<int> ks_;                           // [depth s < S]: shortening factor to s + 1
   std::vector<Linear> shorten_, upsample_;        // [depth s < S]

@@ -64,12 +64,25 @@ class PerceiverModel : public Model {
     Tensor emb = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
     Tensor z = Tensor::zeros({rows, cfg_.dim}, MemCategory::kActivations);
     embed_inputs(cp_, cfg_, x, 0, n, emb.data());
-    ATTN_RETURN_IF_ERROR(cross_forward(emb.data(), n, first, z.data()));
-    ATTN_RETURN_IF_ERROR(latents_forward(z.data(), rows, cancel));
+    ATTN_RETURN_IF_ERROR(cross_forward(emb.data(), n, first, z.data(), nullptr));
+    ATTN_RETURN_IF_ERROR(latents_forward(z.data(), rows, cancel, first, nullptr));
     *logits = Tensor::zeros({rows, kVocab}, MemCategory::kActivations);
     head_forward(cp_, cfg_, z.data(), rows, logits->data());
     *first_row = first;
     return Status::ok();
+  }
+
+  Status attention_layer(const uint8_t* x, int64_t n, int layer,
+                         const AttnLayerFn& fn) const override {
+    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers + 1));
+    const int64_t rows = std::min<int64_t>(cfg_.perceiver.latents, n), first = n - rows;
+    Tensor emb = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
+    Tensor z = Tensor::zeros({rows, cfg_.dim}, MemCategory::kActivations);
+    embed_inputs(cp_, cfg_, x, 0, n, emb.data());
+    AttnTap tap{layer, &fn};
+    ATTN_RETURN_IF_ERROR(cross_forward(emb.data(), n, first, z.data(), &tap));
+    if (tap.done) return Status::ok();
+    return latents_forward(z.data(), rows, nullptr, first, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -117,7 +130,7 @@ class PerceiverModel : public Model {
         const float* src = st.z.data() + ((p - M + 1 + r) % M) * D;
         std::copy(src, src + D, win.data() + r * D);
       }
-      ATTN_RETURN_IF_ERROR(latents_forward(win.data(), M, nullptr));
+      ATTN_RETURN_IF_ERROR(latents_forward(win.data(), M, nullptr, p - M + 1, nullptr));
       head_forward(cp_, cfg_, win.data() + (M - 1) * D, 1, logits);
     }
     ++st.pos;
@@ -137,7 +150,8 @@ class PerceiverModel : public Model {
   }
 
   // emb (n, D) -> z (n - first, D): latent at position p = first + m attends to inputs j <= p.
-  Status cross_forward(const float* emb, int64_t n, int64_t first, float* z) const {
+  // A tap on layer 0 gets the cross-attention's q, k, v and output, and the layer stops there.
+  Status cross_forward(const float* emb, int64_t n, int64_t first, float* z, AttnTap* tap) const {
     const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim();
     const int64_t rows = n - first;
     // hk, t are (n, D); hq is (rows, D); kh, vh are (H, n, d); qh, oh are (H, rows, d).
@@ -159,6 +173,22 @@ class PerceiverModel : public Model {
     op_split_heads(t.data(), qh.data(), rows, H, d);
     ATTN_RETURN_IF_ERROR(attn_dense_forward_cpu(qh.data(), kh.data(), vh.data(), oh.data(), H, rows,
                                                 n, d, first, &stats_));
+    if (tap && tap->layer == 0) {
+      AttnLayerView view;
+      view.q = qh.data();
+      view.k = kh.data();
+      view.v = vh.data();
+      view.o = oh.data();
+      view.heads = H;
+      view.d = d;
+      view.nq = rows;
+      view.nk = n;
+      view.causal_offset = first;
+      view.query_offset = first;
+      view.key_space = "inputs";
+      tap->done = true;
+      return (*tap->fn)(view);
+    }
     op_merge_heads(oh.data(), t.data(), rows, H, d);
     std::copy(latent_emb, latent_emb + rows * D, z);
     op_matmul(t.data(), cross_.wo, z, rows, D, D, /*accumulate=*/true);
@@ -189,15 +219,24 @@ class PerceiverModel : public Model {
     cross_ffn(zp, 1);
   }
 
-  // z (rows, D) in place through the latent self-attention stack (dense causal).
-  Status latents_forward(float* z, int64_t rows, const CancelFlag* cancel) const {
+  // z (rows, D) in place through the latent self-attention stack (dense causal); the latents
+  // sit at positions first .. first + rows - 1. With a tap on layer l >= 1, up to block l - 1.
+  Status latents_forward(float* z, int64_t rows, const CancelFlag* cancel, int64_t first,
+                         AttnTap* tap) const {
     const int H = cfg_.heads, d = cfg_.head_dim();
     AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t len) {
       return attn_dense_forward_cpu(q, k, v, o, H, len, len, d, 0, &stats_);
     };
-    for (const BlockParams& bp : blocks_) {
+    AttnLayerView view;
+    view.heads = H;
+    view.d = d;
+    view.query_offset = view.key_offset = first;
+    view.key_space = "latents";
+    for (size_t l = 0; l < blocks_.size() && !(tap && tap->done); ++l) {
       if (cancel && cancel->load()) return cancelled("forward cancelled");
-      ATTN_RETURN_IF_ERROR(block_forward(bp, cfg_, z, rows, attn));
+      view.kind_layer = static_cast<int>(l);
+      ATTN_RETURN_IF_ERROR(block_forward(blocks_[l], cfg_, z, rows,
+                                         attn_tapped(attn, tap, static_cast<int>(l) + 1, view)));
     }
     return Status::ok();
   }

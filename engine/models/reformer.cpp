@@ -92,39 +92,32 @@ class ReformerModel : public Model {
     if (n < 1 || n > cfg_.seq_len())
       return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
                               std::to_string(cfg_.seq_len()));
-    const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim();
+    const int D = cfg_.dim;
     const bool rev = cfg_.lsh.reversible;
-    // x1, x2, h, t are (n, D); qk, v, o are (H, n, d).
+    // x1, x2 are (n, D).
     Tensor x1 = Tensor::zeros({n, D}, MemCategory::kActivations);
     Tensor x2 = rev ? Tensor::zeros({n, D}, MemCategory::kActivations) : x1;
-    Tensor h = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor t = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor qk = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    Tensor v = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    Tensor o = Tensor::zeros({H, n, d}, MemCategory::kActivations);
     embed_inputs(cp_, cfg_, x, 0, n, x1.data());
     if (rev) std::memcpy(x2.data(), x1.data(), sizeof(float) * n * D);
-    for (int l = 0; l < cfg_.layers; ++l) {
-      if (cancel && cancel->load()) return cancelled("forward cancelled");
-      const ReformerBlock& b = blocks_[static_cast<size_t>(l)];
-      op_layernorm(x2.data(), b.ln1_g, b.ln1_b, h.data(), n, D);
-      op_matmul(h.data(), b.wqk, t.data(), n, D, D);
-      op_split_heads(t.data(), qk.data(), n, H, d);
-      op_matmul(h.data(), b.wv, t.data(), n, D, D);
-      op_split_heads(t.data(), v.data(), n, H, d);
-      ATTN_RETURN_IF_ERROR(attn_lsh_forward_cpu(qk.data(), v.data(), o.data(), H, n, d, spec_,
-                                                rotations_[static_cast<size_t>(l)].data(), nullptr,
-                                                &stats_));
-      op_merge_heads(o.data(), t.data(), n, H, d);
-      op_matmul(t.data(), b.wo, x1.data(), n, D, D, /*accumulate=*/true);
-      ffn_chunked(b, x1.data(), x2.data(), n);
-    }
+    ATTN_RETURN_IF_ERROR(blocks_forward(x1.data(), x2.data(), n, cancel, nullptr));
     if (rev)
       for (int64_t e = 0; e < n * D; ++e) x1.data()[e] = 0.5f * (x1.data()[e] + x2.data()[e]);
     *logits = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
     head_forward(cp_, cfg_, x1.data(), n, logits->data());
     *first_row = 0;
     return Status::ok();
+  }
+
+  Status attention_layer(const uint8_t* x, int64_t n, int layer,
+                         const AttnLayerFn& fn) const override {
+    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers));
+    const int D = cfg_.dim;
+    Tensor x1 = Tensor::zeros({n, D}, MemCategory::kActivations);
+    Tensor x2 = cfg_.lsh.reversible ? Tensor::zeros({n, D}, MemCategory::kActivations) : x1;
+    embed_inputs(cp_, cfg_, x, 0, n, x1.data());
+    if (cfg_.lsh.reversible) std::memcpy(x2.data(), x1.data(), sizeof(float) * n * D);
+    AttnTap tap{layer, &fn};
+    return blocks_forward(x1.data(), x2.data(), n, nullptr, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -198,6 +191,51 @@ class ReformerModel : public Model {
   }
 
  private:
+  // The residual streams x1, x2 (n, D) (one stream when x1 == x2) through the blocks; with a
+  // tap, up to its layer only, whose LSH call also records its buckets and order.
+  Status blocks_forward(float* x1, float* x2, int64_t n, const CancelFlag* cancel,
+                        AttnTap* tap) const {
+    const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim();
+    // h, t are (n, D); qk, v, o are (H, n, d).
+    Tensor h = Tensor::zeros({n, D}, MemCategory::kActivations);
+    Tensor t = Tensor::zeros({n, D}, MemCategory::kActivations);
+    Tensor qk = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+    Tensor v = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+    Tensor o = Tensor::zeros({H, n, d}, MemCategory::kActivations);
+    for (int l = 0; l < cfg_.layers; ++l) {
+      if (cancel && cancel->load()) return cancelled("forward cancelled");
+      const ReformerBlock& b = blocks_[static_cast<size_t>(l)];
+      const bool tapped = tap && tap->layer == l;
+      LshTrace trace;
+      op_layernorm(x2, b.ln1_g, b.ln1_b, h.data(), n, D);
+      op_matmul(h.data(), b.wqk, t.data(), n, D, D);
+      op_split_heads(t.data(), qk.data(), n, H, d);
+      op_matmul(h.data(), b.wv, t.data(), n, D, D);
+      op_split_heads(t.data(), v.data(), n, H, d);
+      ATTN_RETURN_IF_ERROR(attn_lsh_forward_cpu(qk.data(), v.data(), o.data(), H, n, d, spec_,
+                                                rotations_[static_cast<size_t>(l)].data(),
+                                                tapped ? &trace : nullptr, &stats_));
+      if (tapped) {
+        AttnLayerView view;
+        view.q = view.k = qk.data();
+        view.v = v.data();
+        view.o = o.data();
+        view.heads = H;
+        view.d = d;
+        view.nq = view.nk = n;
+        view.key_space = "positions";
+        view.kind_layer = l;
+        view.lsh = &trace;
+        tap->done = true;
+        return (*tap->fn)(view);
+      }
+      op_merge_heads(o.data(), t.data(), n, H, d);
+      op_matmul(t.data(), b.wo, x1, n, D, D, /*accumulate=*/true);
+      ffn_chunked(b, x1, x2, n);
+    }
+    return Status::ok();
+  }
+
   // x2 (n, D) += FFN(LN2 x1) in cfg.lsh.ff_chunks chunks of positions (x2 == x1 for the
   // plain residual); only one chunk's (rows, F) hidden activations exist at a time.
   void ffn_chunked(const ReformerBlock& b, const float* x1, float* x2, int64_t n) const {

@@ -33,23 +33,23 @@ class TransformerModel : public Model {
     if (n < 1 || n > cfg_.seq_len())
       return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
                               std::to_string(cfg_.seq_len()));
-    const int H = cfg_.heads, d = cfg_.head_dim();
     // h is the residual stream (n, D).
     Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
     embed_inputs(cp_, cfg_, x, 0, n, h.data());
-    for (int l = 0; l < cfg_.layers; ++l) {
-      if (cancel && cancel->load()) return cancelled("forward cancelled");
-      AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t len) {
-        if (cfg_.family == Family::kSparse)
-          return attn_sparse_forward_cpu(q, k, v, o, H, len, d, cfg_.sparse, l, &stats_);
-        return attn_dense_forward_cpu(q, k, v, o, H, len, len, d, 0, &stats_);
-      };
-      ATTN_RETURN_IF_ERROR(block_forward(blocks_[static_cast<size_t>(l)], cfg_, h.data(), n, attn));
-    }
+    ATTN_RETURN_IF_ERROR(blocks_forward(h.data(), n, cancel, nullptr));
     *logits = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
     head_forward(cp_, cfg_, h.data(), n, logits->data());
     *first_row = 0;
     return Status::ok();
+  }
+
+  Status attention_layer(const uint8_t* x, int64_t n, int layer,
+                         const AttnLayerFn& fn) const override {
+    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers));
+    Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
+    embed_inputs(cp_, cfg_, x, 0, n, h.data());
+    AttnTap tap{layer, &fn};
+    return blocks_forward(h.data(), n, nullptr, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -86,6 +86,27 @@ class TransformerModel : public Model {
   }
 
  private:
+  // h (n, D) in place through the blocks; with a tap, up to its layer only.
+  Status blocks_forward(float* h, int64_t n, const CancelFlag* cancel, AttnTap* tap) const {
+    const int H = cfg_.heads, d = cfg_.head_dim();
+    AttnLayerView view;
+    view.heads = H;
+    view.d = d;
+    view.key_space = "positions";
+    for (int l = 0; l < cfg_.layers && !(tap && tap->done); ++l) {
+      if (cancel && cancel->load()) return cancelled("forward cancelled");
+      AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t len) {
+        if (cfg_.family == Family::kSparse)
+          return attn_sparse_forward_cpu(q, k, v, o, H, len, d, cfg_.sparse, l, &stats_);
+        return attn_dense_forward_cpu(q, k, v, o, H, len, len, d, 0, &stats_);
+      };
+      view.kind_layer = l;
+      ATTN_RETURN_IF_ERROR(block_forward(blocks_[static_cast<size_t>(l)], cfg_, h, n,
+                                         attn_tapped(attn, tap, l, view)));
+    }
+    return Status::ok();
+  }
+
   CommonParams cp_;
   std::vector<BlockParams> blocks_;
 };

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -42,6 +43,26 @@ WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt);
 // Every spec'd tensor present with its shape, nothing extra.
 Status model_check_weights(const ModelConfig& cfg, const WeightMap& w);
 
+// One attention layer of a forward as its kernel saw it, handed to an inspector (see
+// inspect.h) while the tensors exist; every pointer is valid during the callback only.
+struct AttnLayerView {
+  const float* q = nullptr;  // (H, nq, d); Reformer: the shared qk rows (raw, not normalised)
+  const float* k = nullptr;  // (H, nk, d); Reformer: the same rows as q
+  const float* v = nullptr;  // (H, nk, d)
+  const float* o = nullptr;  // (H, nq, d): the kernel's output, before the output projection
+  int heads = 0, d = 0;
+  int64_t nq = 0, nk = 0;
+  int64_t causal_offset = 0;      // query row r may attend to key rows j <= r + causal_offset
+  int64_t query_offset = 0;       // query row r serves positions query_offset + r * stride ..
+  int64_t key_offset = 0;         // key row j stands for positions key_offset + j * stride ..
+  int64_t stride = 1;             // positions per row: 1, or the Hourglass level's total factor
+  std::string key_space;          // "positions", "inputs", "latents" or "level s"
+  int kind_layer = 0;             // the layer index the kind's rule takes (sparse set, LSH rounds)
+  const LshTrace* lsh = nullptr;  // Reformer: this layer's buckets and sorted order
+};
+// Returns a status that the inspecting call passes on.
+using AttnLayerFn = std::function<Status(const AttnLayerView&)>;
+
 // Per-family decode caches; opaque to callers.
 class DecodeState {
  public:
@@ -64,6 +85,14 @@ class Model {
   // Feeds the input at state.pos (BOS when pos = 0, else prev_token = x[pos-1]) and writes
   // the 256 logits that predict x[pos]; then pos advances.
   virtual Status decode_step(DecodeState& state, int prev_token, float* logits) const = 0;
+
+  // Runs the forward over x[0..n) up to attention layer `layer` and hands that layer's q, k,
+  // v and kernel output to fn exactly as the forward computed them, then stops. Layers are
+  // numbered as the views show them (inspect_layer_count): dense, sparse and Reformer blocks
+  // 0..L-1; Perceiver AR 0 = the cross-attention, 1..L = the latent blocks; Hourglass every
+  // block in hierarchy order.
+  virtual Status attention_layer(const uint8_t* x, int64_t n, int layer,
+                                 const AttnLayerFn& fn) const = 0;
 
   // Work counters (score entries, keys read) for tests and benchmarks.
   AttnStats& stats() const { return stats_; }
