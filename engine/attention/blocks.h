@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "attnscope/attention.h"
+#include "attnscope/tensor.h"
 
 namespace attnscope::detail {
 
@@ -29,8 +30,8 @@ struct AttnKeyTile {
 // that permutes queries (it must permute keys too) runs segment by segment, each gathered
 // into thread scratch; one that permutes only keys has them gathered once per head.
 struct AttnPass {
-  std::vector<int64_t> qpos, kpos;
-  std::vector<int64_t> lo, hi;
+  ScratchVector<int64_t> qpos, kpos;
+  ScratchVector<int64_t> lo, hi;
   std::vector<AttnSegment> segments;
   std::vector<AttnRowBlock> rows;
   std::vector<AttnKeyTile> tiles;
@@ -47,7 +48,7 @@ struct AttnPass {
 // holds the unnormalised output, m and l (H, nq) the running max (log2 units) and sum.
 struct AttnState {
   float* acc;
-  std::vector<float> m, l;
+  ScratchVector<float> m, l;
   AttnState(float* acc_out, int heads, int64_t nq, int d);
   // acc /= l row by row; rows that saw no key become zeros.
   void finish(int d);

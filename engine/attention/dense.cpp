@@ -45,12 +45,12 @@ inline float row_exp2_sum(float* __restrict x, int64_t n, float m) {
 
 // Per-thread scratch of a row block: scores (rows, run width), output rows (rows, d), m, l.
 struct Scratch {
-  std::vector<float> s, acc, m, l;
+  ScratchVector<float> s, acc, m, l;
 };
 
 // Per-thread copies of one segment of a query-permuting pass: q (rows, d), k, v (keys, d).
 struct SegmentRows {
-  std::vector<float> q, k, v;
+  ScratchVector<float> q, k, v;
 };
 
 // Evaluates one row block of a pass for one head. qh holds pass-ordered query rows from
@@ -122,7 +122,7 @@ int64_t run_row_block(const AttnPass& p, const AttnRowBlock& rb, const float* qh
 }
 
 // Rows pos[b .. e) of src (rows, d) into dst (e - b, d).
-void gather_rows(const float* src, const std::vector<int64_t>& pos, int64_t b, int64_t e, int d,
+void gather_rows(const float* src, const ScratchVector<int64_t>& pos, int64_t b, int64_t e, int d,
                  float* dst) {
   const size_t row_bytes = sizeof(float) * static_cast<size_t>(d);
   for (int64_t r = b; r < e; ++r) std::memcpy(dst + (r - b) * d, src + pos[r] * d, row_bytes);
@@ -184,7 +184,7 @@ void attn_pass_run(const std::vector<const AttnPass*>& pass, const float* q, con
   const int heads = static_cast<int>(pass.size());
   const int64_t dd = d;
   // Keys and values (n_keys, d) gathered once for heads whose pass permutes only keys.
-  std::vector<std::vector<float>> kg(heads), vg(heads);
+  ScratchVector<ScratchVector<float>> kg(heads), vg(heads);
   // Work items (head, segment or row block, as the pass runs), the later (costlier for
   // causal layouts) ones first so that the dynamic schedule ends balanced.
   std::vector<std::pair<int, int64_t>> items;
@@ -242,7 +242,7 @@ void attn_decode_row(const float* q, const float* kc, const float* vc, const int
   for (int c = 0; c < d; ++c) out[c] = 0.0f;
   if (n <= 0) return;
   const float alpha = kLog2e / std::sqrt(static_cast<float>(d));
-  std::vector<float> s(static_cast<size_t>(n));
+  ScratchVector<float> s(static_cast<size_t>(n));
   float mx = kNegInf;
   for (int64_t j = 0; j < n; ++j) {
     const float* kr = kc + (idx ? idx[j] : j) * d;

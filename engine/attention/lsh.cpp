@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "attnscope/attention.h"
+#include "attnscope/tensor.h"
 #include "attention/fast_exp.h"
 #include "core/rng.h"
 
@@ -121,7 +122,7 @@ Status check_spec(const LshSpec& spec, int d) {
 // Softmax attention of one query over a list of keys given by their scores; adds the
 // weighted values into acc (d) and returns the logsumexp. scores has one entry per value
 // row; values[t] points at row t.
-double softmax_accumulate(const std::vector<double>& scores,
+double softmax_accumulate(const ScratchVector<double>& scores,
                           const std::vector<const float*>& values, double* acc, int d) {
   double mx = scores[0];
   for (double s : scores) mx = std::max(mx, s);
@@ -197,8 +198,8 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
   }
 
   // (1) norm (H, N): |x|; kscale (H, N): 1/sqrt(d) / |x| with trax's floor of 1e-6 on |x|^2.
-  std::vector<double> norm(static_cast<size_t>(hn));
-  std::vector<float> kscale(static_cast<size_t>(hn));
+  ScratchVector<double> norm(static_cast<size_t>(hn));
+  ScratchVector<float> kscale(static_cast<size_t>(hn));
 #pragma omp parallel for schedule(static)
   for (int64_t row = 0; row < hn; ++row) {
     const float* x = qk + row * d;
@@ -212,7 +213,7 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
   // (2) rmax (R): the largest column norm of each round's rotation, for the error bound of
   // the float projections: |fl(x·r) - x·r| <= d u |x| |r| (u = 2^-24), taken twice over, plus
   // a floor for flushed products. bucket (H, R, N).
-  std::vector<double> rmax(R, 0.0);
+  ScratchVector<double> rmax(R, 0.0);
   for (int r = 0; r < R; ++r) {
     const float* rot = rotations + static_cast<size_t>(r) * d * half;
     for (int c = 0; c < half; ++c) {
@@ -221,11 +222,11 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
       rmax[r] = std::max(rmax[r], std::sqrt(ss));
     }
   }
-  std::vector<int> bucket(static_cast<size_t>(hn) * R);
+  ScratchVector<int> bucket(static_cast<size_t>(hn) * R);
   const int64_t n_blocks = (n + kHashRows - 1) / kHashRows;
 #pragma omp parallel
   {
-    std::vector<float> proj(static_cast<size_t>(std::min(n, kHashRows)) * half);
+    ScratchVector<float> proj(static_cast<size_t>(std::min(n, kHashRows)) * half);
 #pragma omp for schedule(dynamic)
     for (int64_t it = 0; it < heads * R * n_blocks; ++it) {
       const int64_t hr = it / n_blocks, j0 = it % n_blocks * kHashRows;
@@ -247,10 +248,10 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
   }
 
   // (3) order (H, R, N): positions sorted by bucket, stable (a counting sort).
-  std::vector<int64_t> order(static_cast<size_t>(hn) * R);
+  ScratchVector<int64_t> order(static_cast<size_t>(hn) * R);
 #pragma omp parallel
   {
-    std::vector<int64_t> start(static_cast<size_t>(spec.n_buckets) + 1);
+    ScratchVector<int64_t> start(static_cast<size_t>(spec.n_buckets) + 1);
 #pragma omp for schedule(dynamic)
     for (int64_t hr = 0; hr < heads * R; ++hr) {
       const int* bk = bucket.data() + hr * n;
@@ -267,7 +268,7 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
   }
 
   // (4) lse (H, N): logsumexp of the rounds merged so far; out holds their weighted output.
-  std::vector<double> lse(static_cast<size_t>(hn));
+  ScratchVector<double> lse(static_cast<size_t>(hn));
   // Chunks run in groups of G whose rows (and the chunk before) are gathered once: each
   // key row is copied (G + 1) / G times instead of twice. G shrinks for wide chunks (to
   // bound the scratch) and for short inputs (so that every thread gets groups).
@@ -287,11 +288,11 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
       // (span) their positions and key scales; S (kQueryRows, 2m) scores then
       // probabilities; O (kQueryRows, d) unnormalised outputs; rm, rl (kQueryRows) row max
       // and sum.
-      std::vector<float> xg(span * dd), vg(span * dd), kg(span);
-      std::vector<int64_t> pg(span);
-      std::vector<float> S(static_cast<size_t>(std::min(n, kQueryRows) * std::min(n, 2 * m)));
-      std::vector<float> O(static_cast<size_t>(std::min(n, kQueryRows)) * dd);
-      std::vector<float> rm(kQueryRows), rl(kQueryRows);
+      ScratchVector<float> xg(span * dd), vg(span * dd), kg(span);
+      ScratchVector<int64_t> pg(span);
+      ScratchVector<float> S(static_cast<size_t>(std::min(n, kQueryRows) * std::min(n, 2 * m)));
+      ScratchVector<float> O(static_cast<size_t>(std::min(n, kQueryRows)) * dd);
+      ScratchVector<float> rm(kQueryRows), rl(kQueryRows);
 #pragma omp for schedule(dynamic)
       for (int64_t it = 0; it < heads * n_groups; ++it) {
         const int64_t h = it / n_groups, c0 = it % n_groups * G;
@@ -405,10 +406,10 @@ void attn_lsh_decode_cpu(const float* q_heads, float* out, int heads, int d, int
   const int64_t want = 2 * static_cast<int64_t>(spec.chunk);
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
   // Per head: picked (R, <= 2m) positions; fetched K, V rows (P, d) for the P distinct ones.
-  std::vector<std::vector<int64_t>> picked(R);
-  std::vector<int64_t> distinct;
-  std::vector<float> kbuf, vbuf;
-  std::vector<double> scores, o(static_cast<size_t>(R) * d), lse(R);
+  ScratchVector<ScratchVector<int64_t>> picked(R);
+  ScratchVector<int64_t> distinct;
+  ScratchVector<float> kbuf, vbuf;
+  ScratchVector<double> scores, o(static_cast<size_t>(R) * d), lse(R);
   std::vector<const float*> rows;
   for (int h = 0; h < heads; ++h) {
     const float* q = q_heads + static_cast<size_t>(h) * d;

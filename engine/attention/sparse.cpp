@@ -103,7 +103,7 @@ std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64
 }
 
 // The pattern A(i) of one set as a list of key positions (any order).
-void pattern_keys(const SparseConfig& cfg, SparseSet set, int64_t i, std::vector<int64_t>& out) {
+void pattern_keys(const SparseConfig& cfg, SparseSet set, int64_t i, ScratchVector<int64_t>& out) {
   out.clear();
   const int64_t l = cfg.stride;
   if (cfg.pattern == SparsePattern::kStrided) {
@@ -211,7 +211,7 @@ void attn_sparse_decode_cpu(const float* q, const float* kcache, const float* vc
                             int heads, int64_t cap, int64_t i, int d, const SparseConfig& cfg,
                             int layer, AttnStats* stats) {
   assert(validate(cfg).is_ok() && "resolve SparseConfig.stride (0 = auto) before decoding");
-  std::vector<int64_t> keys;
+  ScratchVector<int64_t> keys;
   int64_t read = 0;
   for (int h = 0; h < heads; ++h) {
     pattern_keys(cfg, attn_sparse_set(cfg, layer, h, heads), i, keys);

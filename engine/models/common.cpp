@@ -162,7 +162,7 @@ void block_decode(const BlockParams& bp, const ModelConfig& cfg, float* x, int64
   const int D = cfg.dim, H = cfg.heads, d = cfg.head_dim();
   assert(i < cache.cap && "decode past the cache capacity: the caller must bound positions");
   // h, q, t, o are (D) = (H, d) per head; the new k, v go to row i of each head's cache.
-  std::vector<float> h(D), q(D), t(D), o(D), f(D);
+  ActivationVector<float> h(D), q(D), t(D), o(D), f(D);
   op_layernorm(x, bp.ln1_g, bp.ln1_b, h.data(), 1, D);
   op_matmul(h.data(), bp.wq, q.data(), 1, D, D);
   op_matmul(h.data(), bp.wk, t.data(), 1, D, D);

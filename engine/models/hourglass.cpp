@@ -239,7 +239,7 @@ class HourglassModel : public Model {
     std::copy(x, x + D, recent + (i % k) * D);
     if (i % k == 0) {
       // cat (k*D): positions i-k+1 .. i (zeros before 0); g (D).
-      std::vector<float> cat(static_cast<size_t>(k * D), 0.0f), g(static_cast<size_t>(D));
+      ActivationVector<float> cat(static_cast<size_t>(k * D), 0.0f), g(static_cast<size_t>(D));
       for (int64_t r = 0; r < k; ++r) {
         const int64_t src = i - k + 1 + r;
         if (src >= 0) std::copy(recent + (src % k) * D, recent + (src % k + 1) * D, &cat[r * D]);

@@ -201,7 +201,7 @@ class PerceiverModel : public Model {
     const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim();
     KvCache& c = st.cross;
     // e, h, q, t, o are (D) = (H, d) per head.
-    std::vector<float> e(D), h(D), q(D), t(D), o(D);
+    ActivationVector<float> e(D), h(D), q(D), t(D), o(D);
     embed_one(cp_, cfg_, p, prev_token, e.data());
     op_layernorm(e.data(), ln_kv_g_, ln_kv_b_, h.data(), 1, D);
     op_matmul(h.data(), cross_.wk, t.data(), 1, D, D);

@@ -151,7 +151,7 @@ class ReformerModel : public Model {
     embed_one(cp_, cfg_, i, prev_token, x1);
     if (rev) std::memcpy(x2, x1, sizeof(float) * D);
     // q, o, t are (D) = (H, d).
-    std::vector<float> q(D), o(D), t(D);
+    ActivationVector<float> q(D), o(D), t(D);
     for (int l = 0; l < cfg_.layers; ++l) {
       const ReformerBlock& b = blocks_[static_cast<size_t>(l)];
       const float* rot = rotations_[static_cast<size_t>(l)].data();

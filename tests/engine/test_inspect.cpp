@@ -519,7 +519,9 @@ class TestInspect : public QObject {
       QVERIFY(ratio > 0.5 && ratio < 2.0);
       QCOMPARE(p.measured_bytes[wts], p.estimate[wts]);
       QCOMPARE(p.measured_bytes[cch], p.estimate[cch]);
-      QCOMPARE(p.measured_bytes[scr], 0.0);  // the kernels' scratch is outside the ledger
+      qInfo("N=%lld attention scratch measured %.0f estimated %.0f",
+            static_cast<long long>(p.length), p.measured_bytes[scr], p.estimate[scr]);
+      QVERIFY(p.measured_bytes[scr] > 0.0);  // the kernels' working memory is in the ledger
       QVERIFY(p.estimate[scr] > 0.0);
     }
     // Tiled dense attention: activations grow linearly in N (the ledger never sees an N x N

@@ -107,8 +107,9 @@ struct MemoryPoint {
   int64_t length = 0;
   // Analytic inference peak for this family and the base's widths at this length: weights;
   // activations = the peak of the ledger's tensors in one forward (from the family's own
-  // allocation sequence); attention scratch = the kernels' working set (online-softmax state,
-  // pass layouts, LSH buckets and sort), which they hold in plain vectors outside the ledger;
+  // allocation sequence); attention scratch = the length-dependent part of the kernels'
+  // working set (online-softmax state, pass layouts, LSH buckets and sort; the measured figure
+  // adds the kernels' fixed per-thread tiles, about 140 KB on this machine);
   // caches = the decode state for decoding up to this length.
   MemBytes estimate{};
   // A dense causal transformer of the base's layers and heads that stores every attention
@@ -117,7 +118,7 @@ struct MemoryPoint {
   double dense_stored_attention = 0.0;
   // Measured on this machine when asked and length <= kInspectMeasureMax: peak bytes above
   // the pre-forward level per category during one forward of random tokens (weights:
-  // the model's own bytes; attention scratch reads 0, see above); caches: the bytes
+  // the model's own bytes); caches: the bytes
   // decode_begin() allocates for this length.
   bool measured = false;
   MemBytes measured_bytes{};

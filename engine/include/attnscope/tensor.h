@@ -70,4 +70,32 @@ class Tensor {
   std::vector<int64_t> shape_;
 };
 
+// A std allocator that counts its bytes under category C, for working memory kept in
+// std::vector (attention tiles, sort buffers, decode rows), so the ledger sees every byte.
+template <typename T, MemCategory C>
+struct TrackedAllocator {
+  using value_type = T;
+  TrackedAllocator() = default;
+  template <typename U>
+  TrackedAllocator(const TrackedAllocator<U, C>&) {}
+  T* allocate(size_t n) {
+    T* p = std::allocator<T>{}.allocate(n);
+    MemTracker::instance().on_alloc(C, n * sizeof(T));
+    return p;
+  }
+  void deallocate(T* p, size_t n) {
+    MemTracker::instance().on_free(C, n * sizeof(T));
+    std::allocator<T>{}.deallocate(p, n);
+  }
+  template <typename U>
+  struct rebind {
+    using other = TrackedAllocator<U, C>;
+  };
+  friend bool operator==(const TrackedAllocator&, const TrackedAllocator&) { return true; }
+};
+template <typename T>
+using ScratchVector = std::vector<T, TrackedAllocator<T, MemCategory::kAttentionScratch>>;
+template <typename T>
+using ActivationVector = std::vector<T, TrackedAllocator<T, MemCategory::kActivations>>;
+
 }  // namespace attnscope
