@@ -1,4 +1,4 @@
-// Files in and out of attnscope-cli: output paths checked before the work, images as byte
+// Files in and out of the apps (CLI and GUI): output paths checked before the work, images as byte
 // tokens (QImage), text, WAV clips as mu-law tokens, and .npy arrays.
 #pragma once
 

@@ -1,0 +1,154 @@
+// ImGui windows over the canvas: the pixel inspector at the top right and the statistics at
+// the bottom left, both small and translucent so the image stays visible.
+#include "overlay.h"
+
+#include <cstdio>
+
+#include "imgui.h"
+
+namespace overlay {
+
+using session::RunState;
+using session::Snapshot;
+
+Inspection inspect(const Snapshot& s, QPoint pixel) {
+  Inspection in;
+  if (!s.run) return in;
+  const attnscope::Modality& m = s.run->modality();
+  if (m.kind != attnscope::ModalityKind::kImage || pixel.x() < 0 || pixel.y() < 0 ||
+      pixel.x() >= m.width || pixel.y() >= m.height)
+    return in;
+  in.pixel = pixel;
+  in.channels = std::min(m.channels, 4);
+  const int64_t known = s.run->known(s.filled);
+  const int64_t first = (static_cast<int64_t>(pixel.y()) * m.width + pixel.x()) * m.channels;
+  in.prompt = first < s.run->prompt_length();
+  for (int c = 0; c < in.channels; ++c) {
+    const int64_t p = first + c;
+    const size_t i = static_cast<size_t>(c);
+    in.position[i] = p;
+    in.value[i] = p < known ? s.run->token(p) : -1;
+    in.has_distribution[i] = p < s.filled;
+    in.entropy_bits[i] = p < s.filled ? s.run->entropy_bits(p) : 0.0f;
+  }
+  return in;
+}
+
+namespace {
+
+const char* channel_name(int channels, int c) {
+  if (channels == 1) return "grey";
+  static const char* rgba[] = {"R", "G", "B", "A"};
+  return rgba[c];
+}
+
+void draw_inspector(const Snapshot& s, const Inspection& in, float width) {
+  ImGui::SetNextWindowPos(ImVec2(width - 10, 10), ImGuiCond_Always, ImVec2(1, 0));
+  ImGui::SetNextWindowBgAlpha(0.82f);
+  const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize |
+                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
+                                 ImGuiWindowFlags_NoFocusOnAppearing;
+  if (!ImGui::Begin("Inspector", nullptr, flags)) {
+    ImGui::End();
+    return;
+  }
+  if (in.pixel.x() < 0) {
+    ImGui::TextUnformatted("Hover a pixel to see the model's");
+    ImGui::TextUnformatted("distribution for each channel.");
+    ImGui::End();
+    return;
+  }
+  ImGui::Text("pixel (%d, %d)  %s", in.pixel.x(), in.pixel.y(), in.prompt ? "prompt" : "generated");
+  for (int c = 0; c < in.channels; ++c) {
+    const size_t i = static_cast<size_t>(c);
+    const char* name = channel_name(in.channels, c);
+    if (in.value[i] < 0) {
+      ImGui::Text("%s  pending (position %lld)", name, static_cast<long long>(in.position[i]));
+      continue;
+    }
+    if (!in.has_distribution[i]) {
+      ImGui::Text("%s = %3d  (kept prompt; generate to see its distribution)", name, in.value[i]);
+      continue;
+    }
+    const float* probs = s.run->probs(in.position[i]);
+    ImGui::Text("%s = %3d  p = %.4f  H = %.2f bits", name, in.value[i],
+                static_cast<double>(probs[in.value[i]]), static_cast<double>(in.entropy_bits[i]));
+    char id[24];
+    std::snprintf(id, sizeof id, "##dist%d", c);
+    float top = 0;
+    for (int t = 0; t < 256; ++t) top = std::max(top, probs[t]);
+    char caption[48];
+    std::snprintf(caption, sizeof caption, "tokens 0..255, peak p %.3f", static_cast<double>(top));
+    ImGui::PlotHistogram(id, probs, 256, 0, caption, 0.0f, top * 1.15f, ImVec2(300, 48));
+  }
+  ImGui::End();
+}
+
+// Text up to the first cut (" (" by default): the whole line is its tooltip.
+void text_with_detail(const char* label, const std::string& line, const char* cut_at = " (") {
+  const size_t cut = line.find(cut_at);
+  ImGui::Text("%s%s", label, line.substr(0, cut).c_str());
+  if (cut != std::string::npos && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", line.c_str());
+}
+
+void draw_stats(const Snapshot& s, const Stats& stats, float height) {
+  ImGui::SetNextWindowPos(ImVec2(10, height - 10), ImGuiCond_Always, ImVec2(0, 1));
+  ImGui::SetNextWindowBgAlpha(0.82f);
+  const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize |
+                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
+                                 ImGuiWindowFlags_NoFocusOnAppearing;
+  if (!ImGui::Begin("Statistics", nullptr, flags)) {
+    ImGui::End();
+    return;
+  }
+  if (s.run)
+    ImGui::Text("%s  %lld / %lld", session::run_state_name(s.state),
+                static_cast<long long>(s.run->known(s.filled)),
+                static_cast<long long>(s.run->length()));
+  if (s.state == RunState::kRunning)
+    ImGui::Text("%.0f tokens/s, %.1f s left", s.tokens_per_s, s.eta_s);
+  else if (s.tokens_per_s > 0)
+    ImGui::Text("%.0f tokens/s", s.tokens_per_s);
+  ImGui::Text("memory %s (peak %s)",
+              session::human_bytes(static_cast<double>(s.memory.total_current)).c_str(),
+              session::human_bytes(static_cast<double>(s.memory.total_peak)).c_str());
+  if (ImGui::CollapsingHeader("by category")) {
+    for (int c = 0; c < static_cast<int>(attnscope::MemCategory::kCount); ++c) {
+      const auto& f = s.memory.by_category[static_cast<size_t>(c)];
+      ImGui::Text("%-17s %9s (peak %s)",
+                  attnscope::mem_category_name(static_cast<attnscope::MemCategory>(c)),
+                  session::human_bytes(static_cast<double>(f.current)).c_str(),
+                  session::human_bytes(static_cast<double>(f.peak)).c_str());
+    }
+  }
+  text_with_detail("", s.backend_note);
+  text_with_detail("upload: ", stats.upload_path.toStdString(), "; ");
+  text_with_detail("GL: ", stats.renderer.toStdString());
+  ImGui::End();
+}
+
+void draw_hint(float width, float height) {
+  ImGui::SetNextWindowPos(ImVec2(width / 2, height / 2), ImGuiCond_Always, ImVec2(0.5f, 0.5f));
+  ImGui::SetNextWindowBgAlpha(0.6f);
+  const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoTitleBar |
+                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
+                                 ImGuiWindowFlags_NoInputs;
+  ImGui::Begin("Hint", nullptr, flags);
+  ImGui::TextUnformatted("Open a model (Ctrl+O)");
+  ImGui::TextUnformatted("or drop a .safetensors file here.");
+  ImGui::End();
+}
+
+}  // namespace
+
+void draw(const Snapshot& s, const Inspection& inspection, const Stats& stats, float display_width,
+          float display_height) {
+  if (!s.model) {
+    draw_hint(display_width, display_height);
+    return;
+  }
+  draw_inspector(s, inspection, display_width);
+  draw_stats(s, stats, display_height);
+}
+
+}  // namespace overlay

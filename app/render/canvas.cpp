@@ -1,0 +1,363 @@
+// The canvas's GL life cycle, the frame built from snapshots, the view transform (GLM) and
+// the mouse: pan with a drag, zoom with the wheel, hover for the inspector.
+#include "canvas.h"
+
+#include <QFile>
+#include <QMouseEvent>
+#include <QOpenGLContext>
+#include <QOpenGLShaderProgram>
+#include <QSurfaceFormat>
+#include <QWheelEvent>
+#include <algorithm>
+#include <cmath>
+#include <glm/gtc/matrix_transform.hpp>
+#include <glm/gtc/type_ptr.hpp>
+
+static void init_shader_resources() {
+  Q_INIT_RESOURCE(shaders);
+}
+
+namespace render {
+
+using session::RunState;
+using session::Snapshot;
+
+namespace {
+
+QByteArray shader_source(const QString& name) {
+  QFile f(QStringLiteral(":/shaders/") + name);
+  return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
+}
+
+constexpr double kMinZoom = 0.25, kMaxZoom = 256;
+constexpr int kFitMargin = 24;
+
+}  // namespace
+
+void canvas_set_default_surface_format() {
+  QSurfaceFormat format;
+  format.setVersion(3, 3);
+  format.setProfile(QSurfaceFormat::CoreProfile);
+  format.setDepthBufferSize(0);
+  QSurfaceFormat::setDefaultFormat(format);
+}
+
+Canvas::Canvas(session::Session* session, QWidget* parent)
+    : QOpenGLWidget(parent), session_(session) {
+  init_shader_resources();
+  setMouseTracking(true);
+  setFocusPolicy(Qt::StrongFocus);
+  setMinimumSize(320, 240);
+  frame_timer_.setInterval(16);
+  connect(&frame_timer_, &QTimer::timeout, this, qOverload<>(&Canvas::update));
+  connect(session_, &session::Session::published, this, &Canvas::on_published);
+}
+
+Canvas::~Canvas() {
+  release_gl();
+  // The context outlives this class's part of the object: do not let its aboutToBeDestroyed
+  // call back into it.
+  if (context()) disconnect(context(), nullptr, this, nullptr);
+}
+
+void Canvas::on_published() {
+  const auto s = session_->snapshot();
+  if (s->state == RunState::kRunning) {
+    if (!frame_timer_.isActive()) frame_timer_.start();
+  } else {
+    frame_timer_.stop();
+  }
+  const QSize size = s->run ? QSize(s->run->modality().width, s->run->modality().height) : QSize();
+  if (size != fitted_image_) {
+    fitted_image_ = size;
+    fit();
+  }
+  update();
+}
+
+void Canvas::initializeGL() {
+  initializeOpenGLFunctions();
+  connect(context(), &QOpenGLContext::aboutToBeDestroyed, this, &Canvas::release_gl,
+          Qt::DirectConnection);
+  renderer_ = QString::fromLatin1(reinterpret_cast<const char*>(glGetString(GL_RENDERER)));
+
+  program_ = std::make_unique<QOpenGLShaderProgram>();
+  QByteArray frag = shader_source(QStringLiteral("image.frag"));
+  frag.prepend("#version 330 core\n" + shader_source(QStringLiteral("colormap.glsl")));
+  if (!program_->addShaderFromSourceCode(QOpenGLShader::Vertex,
+                                         shader_source(QStringLiteral("image.vert"))) ||
+      !program_->addShaderFromSourceCode(QOpenGLShader::Fragment, frag) || !program_->link())
+    qFatal("attnscope: the canvas shaders do not build (%s); is shaders.qrc compiled in?",
+           qPrintable(program_->log()));
+
+  const float quad[] = {0, 0, 1, 0, 0, 1, 1, 1};
+  glGenVertexArrays(1, &vao_);
+  glBindVertexArray(vao_);
+  glGenBuffers(1, &vbo_);
+  glBindBuffer(GL_ARRAY_BUFFER, vbo_);
+  glBufferData(GL_ARRAY_BUFFER, sizeof quad, quad, GL_STATIC_DRAW);
+  glEnableVertexAttribArray(0);
+  glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, nullptr);
+  glBindVertexArray(0);
+
+  glGenTextures(1, &texture_);
+  glBindTexture(GL_TEXTURE_2D, texture_);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MIN_FILTER, GL_NEAREST);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_MAG_FILTER, GL_NEAREST);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_S, GL_CLAMP_TO_EDGE);
+  glTexParameteri(GL_TEXTURE_2D, GL_TEXTURE_WRAP_T, GL_CLAMP_TO_EDGE);
+  texture_size_ = QSize();
+  uploaded_serial_ = 0;
+
+  QString reason;
+  uploader_ = texture_uploader_create(this, &reason);
+  upload_path_ = reason.isEmpty() ? uploader_->name()
+                                  : QStringLiteral("%1; %2").arg(uploader_->name(), reason);
+  emit upload_path_changed(upload_path_);
+
+  imgui_.init();
+}
+
+void Canvas::release_gl() {
+  if (!vao_ && !program_) return;
+  makeCurrent();
+  imgui_.shutdown();
+  if (uploader_) uploader_->release();
+  uploader_.reset();
+  glDeleteTextures(1, &texture_);
+  glDeleteBuffers(1, &vbo_);
+  glDeleteVertexArrays(1, &vao_);
+  texture_ = vbo_ = vao_ = 0;
+  program_.reset();
+  doneCurrent();
+}
+
+void Canvas::resizeGL(int, int) {
+  if (!user_view_) fit();
+}
+
+QSize Canvas::image_size() const {
+  return fitted_image_;
+}
+
+void Canvas::fit() {
+  user_view_ = false;
+  const QSize img = image_size();
+  if (img.isEmpty()) return;
+  const double avail_w = std::max(1, width() - 2 * kFitMargin);
+  const double avail_h = std::max(1, height() - 2 * kFitMargin);
+  const double z = std::min(avail_w / img.width(), avail_h / img.height());
+  zoom_ = z >= 1 ? std::floor(z) : z;
+  pan_ = QPointF(std::round((width() - img.width() * zoom_) / 2),
+                 std::round((height() - img.height() * zoom_) / 2));
+  update();
+}
+
+void Canvas::set_zoom(double zoom, QPointF anchor) {
+  zoom = std::clamp(zoom, kMinZoom, kMaxZoom);
+  const QPointF image_point = (anchor - pan_) / zoom_;
+  zoom_ = zoom;
+  pan_ = anchor - image_point * zoom_;
+  user_view_ = true;
+  update();
+}
+
+QRectF Canvas::pixel_rect(int x, int y) const {
+  return QRectF(pan_.x() + x * zoom_, pan_.y() + y * zoom_, zoom_, zoom_);
+}
+
+QPoint Canvas::pixel_at(QPointF pos) const {
+  const QSize img = image_size();
+  const QPointF p = (pos - pan_) / zoom_;
+  const int x = static_cast<int>(std::floor(p.x())), y = static_cast<int>(std::floor(p.y()));
+  if (x < 0 || y < 0 || x >= img.width() || y >= img.height()) return {-1, -1};
+  return {x, y};
+}
+
+glm::mat4 Canvas::view_matrix() const {
+  glm::mat4 view(1.0f);
+  view = glm::translate(
+      view, glm::vec3(static_cast<float>(pan_.x()), static_cast<float>(pan_.y()), 0.0f));
+  return glm::scale(view, glm::vec3(static_cast<float>(zoom_), static_cast<float>(zoom_), 1.0f));
+}
+
+void Canvas::set_mark_prompt(bool on) {
+  mark_prompt_ = on;
+  update();
+}
+
+void Canvas::set_mode(Mode mode) {
+  mode_ = mode;
+  update();
+}
+
+void Canvas::set_overlay_visible(bool on) {
+  overlay_visible_ = on;
+  update();
+}
+
+void Canvas::build_frame(const Snapshot& s) {
+  const attnscope::Modality& m = s.run->modality();
+  const int w = m.width, h = m.height, channels = m.channels;
+  frame_.assign(static_cast<size_t>(w) * static_cast<size_t>(h) * 8, 0);
+  const int64_t known = s.run->known(s.filled), prompt = s.run->prompt_length();
+  uint8_t* color = frame_.data();
+  uint8_t* info = frame_.data() + static_cast<size_t>(w) * static_cast<size_t>(h) * 4;
+  for (int64_t px = 0; px < static_cast<int64_t>(w) * h; ++px) {
+    const int64_t first = px * channels;
+    uint8_t* c = color + px * 4;
+    int entropy_n = 0;
+    float entropy = 0;
+    for (int ch = 0; ch < channels; ++ch) {
+      const int64_t p = first + ch;
+      if (p < known && ch < 3) c[ch] = s.run->token(p);
+      if (p < s.filled) {
+        entropy += s.run->entropy_bits(p);
+        ++entropy_n;
+      }
+    }
+    if (channels == 1) c[1] = c[2] = c[0];
+    c[3] = 255;
+    uint8_t* in = info + px * 4;
+    const int64_t last = first + channels;
+    in[0] = last <= prompt ? 1 : last <= known ? 2 : first < known ? 3 : 0;
+    in[1] = entropy_n ? static_cast<uint8_t>(std::lround(
+                            std::clamp(entropy / entropy_n / 8.0f, 0.0f, 1.0f) * 255.0f))
+                      : 0;
+  }
+}
+
+void Canvas::paintGL() {
+  glClearColor(0.11f, 0.11f, 0.12f, 1.0f);
+  glClear(GL_COLOR_BUFFER_BIT);
+  shown_ = session_->snapshot();
+  const Snapshot& s = *shown_;
+  const bool has_image = s.run && s.run->modality().kind == attnscope::ModalityKind::kImage;
+  if (has_image) {
+    const int w = s.run->modality().width, h = s.run->modality().height;
+    if (s.serial != uploaded_serial_) {
+      if (texture_size_ != QSize(w, 2 * h)) {
+        glBindTexture(GL_TEXTURE_2D, texture_);
+        glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, w, 2 * h, 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
+        texture_size_ = QSize(w, 2 * h);
+      }
+      build_frame(s);
+      QString why;
+      if (!uploader_->upload(texture_, w, 2 * h, frame_.data(), &why)) {
+        // The interop path failed at run time: from here on, the host path.
+        uploader_->release();
+        uploader_ = texture_uploader_create_host(this);
+        upload_path_ = QStringLiteral("%1; interop failed: %2").arg(uploader_->name(), why);
+        emit upload_path_changed(upload_path_);
+        uploader_->upload(texture_, w, 2 * h, frame_.data(), &why);
+      }
+      uploaded_serial_ = s.serial;
+    }
+    const float dpr = static_cast<float>(devicePixelRatioF());
+    glViewport(0, 0, static_cast<GLsizei>(width() * dpr), static_cast<GLsizei>(height() * dpr));
+    const glm::mat4 projection = glm::ortho(0.0f, static_cast<float>(width()),
+                                            static_cast<float>(height()), 0.0f, -1.0f, 1.0f);
+    const glm::mat4 model =
+        glm::scale(glm::mat4(1.0f), glm::vec3(static_cast<float>(w), static_cast<float>(h), 1));
+    const glm::mat4 mvp = projection * view_matrix() * model;
+
+    const int64_t known = s.run->known(s.filled);
+    const int channels = s.run->modality().channels;
+    const bool pending = known < s.run->length();
+    const int next_px = pending ? static_cast<int>(known / channels) : -1;
+
+    program_->bind();
+    glUniformMatrix4fv(program_->uniformLocation("u_mvp"), 1, GL_FALSE, glm::value_ptr(mvp));
+    program_->setUniformValue("u_image_size",
+                              QVector2D(static_cast<float>(w), static_cast<float>(h)));
+    glUniform2i(program_->uniformLocation("u_size"), w, h);
+    glUniform2i(program_->uniformLocation("u_next"), pending ? next_px % w : -1,
+                pending ? next_px / w : -1);
+    glUniform2i(program_->uniformLocation("u_hover"), hover_.x(), hover_.y());
+    program_->setUniformValue("u_mode", static_cast<int>(mode_));
+    program_->setUniformValue("u_mark_prompt", mark_prompt_);
+    program_->setUniformValue("u_image", 0);
+    glActiveTexture(GL_TEXTURE0);
+    glBindTexture(GL_TEXTURE_2D, texture_);
+    glBindVertexArray(vao_);
+    glDrawArrays(GL_TRIANGLE_STRIP, 0, 4);
+    glBindVertexArray(0);
+    program_->release();
+  }
+
+  inspection_ = overlay::inspect(s, hover_);
+  if (overlay_visible_) {
+    imgui_.new_frame();
+    overlay::draw(s, inspection_, {upload_path_, renderer_}, static_cast<float>(width()),
+                  static_cast<float>(height()));
+    imgui_.render();
+  }
+}
+
+bool Canvas::event(QEvent* e) {
+  if (overlay_visible_ && imgui_.initialized()) {
+    switch (e->type()) {
+      case QEvent::MouseMove:
+      case QEvent::MouseButtonPress:
+      case QEvent::MouseButtonRelease:
+      case QEvent::MouseButtonDblClick:
+      case QEvent::Wheel:
+      case QEvent::KeyPress:
+      case QEvent::KeyRelease:
+        if (imgui_.handle_event(e) && !dragging_) {
+          hover_ = {-1, -1};
+          update();
+          return true;
+        }
+        break;
+      default:
+        break;
+    }
+  }
+  return QOpenGLWidget::event(e);
+}
+
+void Canvas::mousePressEvent(QMouseEvent* e) {
+  if (e->button() == Qt::LeftButton || e->button() == Qt::MiddleButton) {
+    dragging_ = true;
+    drag_from_ = e->position();
+    setCursor(Qt::ClosedHandCursor);
+  }
+  update();
+}
+
+void Canvas::mouseMoveEvent(QMouseEvent* e) {
+  if (dragging_) {
+    pan_ += e->position() - drag_from_;
+    drag_from_ = e->position();
+    user_view_ = true;
+  }
+  hover_ = pixel_at(e->position());
+  update();
+}
+
+void Canvas::mouseReleaseEvent(QMouseEvent* e) {
+  if (dragging_) {
+    dragging_ = false;
+    unsetCursor();
+  }
+  update();
+}
+
+void Canvas::mouseDoubleClickEvent(QMouseEvent*) {
+  fit();
+}
+
+void Canvas::wheelEvent(QWheelEvent* e) {
+  const double steps = e->angleDelta().y() / 120.0;
+  if (steps != 0) set_zoom(zoom_ * std::pow(2.0, steps / 2), e->position());
+  hover_ = pixel_at(e->position());
+}
+
+void Canvas::leaveEvent(QEvent* e) {
+  imgui_.handle_event(e);
+  hover_ = {-1, -1};
+  update();
+}
+
+}  // namespace render

@@ -1,0 +1,107 @@
+// Canvas: the image being completed, drawn with OpenGL 3.3 core from shaders/ (embedded as Qt
+// resources), live while generating; zoom (wheel) and pan (drag) with nearest-neighbour
+// pixels, the next position outlined, prompt pixels optionally tinted, the ImGui overlay on top.
+#pragma once
+
+#include <QOpenGLFunctions_3_3_Core>
+#include <QOpenGLWidget>
+#include <QTimer>
+#include <glm/mat4x4.hpp>
+#include <memory>
+#include <vector>
+
+#include "imgui/imgui_qt.h"
+#include "imgui/overlay.h"
+#include "session/session.h"
+#include "texture_uploader.h"
+
+class QOpenGLShaderProgram;
+
+namespace render {
+
+class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
+  Q_OBJECT
+
+ public:
+  enum class Mode { kImage = 0, kEntropy = 1 };
+
+  explicit Canvas(session::Session* session, QWidget* parent = nullptr);
+  ~Canvas() override;
+
+  // Where image pixel (x, y) lies on the widget, in widget (logical) pixels.
+  QRectF pixel_rect(int x, int y) const;
+  // The image pixel under a widget position; (-1, -1) outside the image.
+  QPoint pixel_at(QPointF widget_pos) const;
+  double zoom() const { return zoom_; }
+  // Zooms keeping the image point under anchor (widget pixels) in place.
+  void set_zoom(double zoom, QPointF anchor);
+  // The largest whole zoom (or fraction, for images larger than the widget) that shows the
+  // whole image, centred.
+  void fit();
+
+  void set_mark_prompt(bool on);
+  void set_mode(Mode mode);
+  void set_overlay_visible(bool on);
+  bool overlay_visible() const { return overlay_visible_; }
+
+  // The texture upload path in use ("" before the first initializeGL).
+  QString upload_path() const { return upload_path_; }
+  // What the inspector showed in the last frame.
+  const overlay::Inspection& inspection() const { return inspection_; }
+
+ signals:
+  void upload_path_changed(const QString& path);
+
+ protected:
+  void initializeGL() override;
+  void resizeGL(int w, int h) override;
+  void paintGL() override;
+  bool event(QEvent* e) override;
+  void mousePressEvent(QMouseEvent* e) override;
+  void mouseMoveEvent(QMouseEvent* e) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
+  void mouseDoubleClickEvent(QMouseEvent* e) override;
+  void wheelEvent(QWheelEvent* e) override;
+  void leaveEvent(QEvent* e) override;
+
+ private:
+  void release_gl();
+  void on_published();
+  // Rebuilds the W x 2H RGBA8 frame from the snapshot (see shaders/image.frag for the layout).
+  void build_frame(const session::Snapshot& s);
+  glm::mat4 view_matrix() const;
+  QSize image_size() const;
+
+  session::Session* session_;
+  QTimer frame_timer_;  // redraws at display rate while a run goes
+
+  // GL objects: created in initializeGL, freed on the context's aboutToBeDestroyed.
+  std::unique_ptr<QOpenGLShaderProgram> program_;
+  GLuint vao_ = 0, vbo_ = 0, texture_ = 0;
+  QSize texture_size_;
+  std::unique_ptr<TextureUploader> uploader_;
+  QString upload_path_;
+  QString renderer_;
+  imgui_qt::Platform imgui_{this};
+
+  std::vector<uint8_t> frame_;
+  uint64_t uploaded_serial_ = 0;
+  std::shared_ptr<const session::Snapshot> shown_;
+
+  double zoom_ = 1;
+  QPointF pan_;             // widget position of the image's top-left corner
+  bool user_view_ = false;  // the user zoomed or panned: keep it across resizes
+  QSize fitted_image_;
+  bool dragging_ = false;
+  QPointF drag_from_;
+  QPoint hover_{-1, -1};
+  bool mark_prompt_ = true;
+  Mode mode_ = Mode::kImage;
+  bool overlay_visible_ = true;
+  overlay::Inspection inspection_;
+};
+
+// OpenGL 3.3 core with a depth-less default framebuffer; set before QApplication exists.
+void canvas_set_default_surface_format();
+
+}  // namespace render

@@ -1,0 +1,185 @@
+// The worker side of Session: loading, prompts and generation on thread_, snapshots
+// published at most every kPublishInterval while a run goes, and once at its end.
+#include "session.h"
+
+#include <QMetaObject>
+
+#include "attnscope/backend.h"
+#include "attnscope/safetensors.h"
+#include "model_summary.h"
+
+namespace session {
+
+using namespace attnscope;
+using Clock = std::chrono::steady_clock;
+
+// The worker emits every signal through these: queued to the thread Session lives in, so a
+// receiver (a direct one too, such as QSignalSpy) always sees them on that thread, in order.
+void Session::post_published() {
+  QMetaObject::invokeMethod(
+      this, [this] { emit published(); }, Qt::QueuedConnection);
+}
+void Session::post_model_loaded(const QString& path) {
+  QMetaObject::invokeMethod(
+      this, [this, path] { emit model_loaded(path); }, Qt::QueuedConnection);
+}
+void Session::post_failed(const QString& what, const QString& message) {
+  QMetaObject::invokeMethod(
+      this, [this, what, message] { emit failed(what, message); }, Qt::QueuedConnection);
+}
+void Session::post_run_ended(RunState state) {
+  QMetaObject::invokeMethod(
+      this, [this, state] { emit run_ended(state); }, Qt::QueuedConnection);
+}
+
+Session::Session(QObject* parent) : QObject(parent), current_(std::make_shared<Snapshot>()) {
+  qRegisterMetaType<session::RunState>("session::RunState");
+  thread_.setObjectName(QStringLiteral("attnscope-engine"));
+  worker_ = new QObject;
+  worker_->moveToThread(&thread_);
+  connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
+  thread_.start();
+  QMetaObject::invokeMethod(worker_, [this] {
+    backend_note_ = backend_select(true).note;
+    publish(RunState::kNoModel, 0, 0, {});
+  });
+}
+
+Session::~Session() {
+  stop();
+  thread_.quit();
+  thread_.wait();
+}
+
+std::shared_ptr<const Snapshot> Session::snapshot() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return current_;
+}
+
+void Session::open_model(const QString& path) {
+  stop();
+  QMetaObject::invokeMethod(worker_, [this, path] { do_open(path); });
+}
+
+void Session::set_prompt(std::vector<uint8_t> image_tokens, int keep_rows) {
+  stop();
+  QMetaObject::invokeMethod(worker_, [this, tokens = std::move(image_tokens), keep_rows]() mutable {
+    if (!summary_) return;
+    const Modality& m = summary_->config.modality;
+    const size_t row = static_cast<size_t>(m.width) * static_cast<size_t>(m.channels);
+    tokens.resize(std::min(tokens.size(), row * static_cast<size_t>(std::max(keep_rows, 0))));
+    do_prompt(std::move(tokens));
+  });
+}
+
+void Session::generate(const SamplingParams& sampling) {
+  stop();
+  cancel_ = std::make_shared<CancelFlag>(false);
+  QMetaObject::invokeMethod(worker_,
+                            [this, sampling, cancel = cancel_] { do_generate(sampling, cancel); });
+}
+
+void Session::stop() {
+  if (cancel_) cancel_->store(true);
+}
+
+void Session::do_open(const QString& path) {
+  const std::string file = path.toStdString();
+  auto loaded = safetensors_load(file);
+  if (!loaded) {
+    post_failed(tr("Open model"), QString::fromStdString(loaded.status().message()));
+    return;
+  }
+  const ModelConfig cfg = loaded->cfg;
+  const size_t bytes = loaded->file_bytes;
+  auto model = model_create(cfg, std::move(loaded->weights));
+  if (!model) {
+    post_failed(tr("Open model"), QString::fromStdString(file + ": " + model.status().message()));
+    return;
+  }
+  if (!*model) {
+    post_failed(tr("Open model"),
+                QString::fromStdString(std::string("the ") + family_name(cfg.family) +
+                                       " family is not available in this build"));
+    return;
+  }
+  model_ = std::move(*model);
+  summary_ = std::make_shared<const ModelSummary>(model_summarize(cfg, file, bytes));
+  do_prompt({});
+  post_model_loaded(path);
+}
+
+void Session::do_prompt(std::vector<uint8_t> prompt) {
+  prompt_ = std::move(prompt);
+  run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_);
+  publish(RunState::kIdle, 0, 0, {});
+}
+
+void Session::do_generate(const SamplingParams& sampling, std::shared_ptr<CancelFlag> cancel) {
+  if (!model_) {
+    post_failed(tr("Generate"), tr("Open a model first (Ctrl+O)."));
+    return;
+  }
+  if (cancel->load()) return;  // superseded before it started
+  run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_);
+  RunStore& store = *run_;
+  const int64_t n = store.length();
+  const Clock::time_point start = Clock::now();
+  Clock::time_point last = start;
+  auto rates = [&](int64_t done, double* per_s, double* eta) {
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    *per_s = secs > 0 ? static_cast<double>(done) / secs : 0;
+    *eta = *per_s > 0 ? static_cast<double>(n - done) / *per_s : 0;
+  };
+  publish(RunState::kRunning, 0, 0, {});
+
+  GenerateRequest req;
+  req.prompt = prompt_;
+  req.sampling = sampling;
+  req.cancel = cancel.get();
+  req.on_token = [&](int64_t pos, uint8_t token, const float* logits) {
+    store.write(pos, token, logits);
+    const Clock::time_point now = Clock::now();
+    if (now - last >= kPublishInterval) {
+      last = now;
+      double per_s, eta;
+      rates(pos + 1, &per_s, &eta);
+      publish(RunState::kRunning, per_s, eta, {});
+    }
+  };
+  auto out = attnscope::generate(*model_, req);
+  double per_s, eta;
+  rates(store.filled(), &per_s, &eta);
+  RunState state = RunState::kFinished;
+  std::string message = "finished: " + std::to_string(n) + " positions";
+  if (!out) {
+    const bool stopped = out.status().code() == StatusCode::kCancelled;
+    state = stopped ? RunState::kStopped : RunState::kFailed;
+    message =
+        stopped ? "stopped at position " + std::to_string(store.filled()) : out.status().message();
+    if (!stopped) post_failed(tr("Generate"), QString::fromStdString(message));
+  }
+  publish(state, per_s, 0, message);
+  post_run_ended(state);
+}
+
+void Session::publish(RunState state, double tokens_per_s, double eta_s, std::string message) {
+  auto s = std::make_shared<Snapshot>();
+  s->serial = ++serial_;
+  s->model = summary_;
+  s->run = run_;
+  s->filled = run_ ? run_->filled() : 0;
+  s->state = summary_ ? state : RunState::kNoModel;
+  s->tokens_per_s = tokens_per_s;
+  s->eta_s = eta_s;
+  s->memory = MemTracker::instance().snapshot();
+  s->backend_note = backend_note_;
+  s->message = std::move(message);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    current_ = std::move(s);
+  }
+  post_published();
+}
+
+}  // namespace session

@@ -1,0 +1,87 @@
+// Session: the engine on a worker thread. The GUI thread sends commands (open, prompt,
+// generate, stop); the worker runs them in order and publishes Snapshots that views read.
+// No view and no GUI-thread code calls the engine: they hold a Snapshot and read it.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <QThread>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "attnscope/generate.h"
+#include "attnscope/model.h"
+#include "snapshot.h"
+
+namespace session {
+
+class Session : public QObject {
+  Q_OBJECT
+
+ public:
+  // Publishes at most this often while generating, plus once when a run ends.
+  static constexpr std::chrono::milliseconds kPublishInterval{16};
+
+  explicit Session(QObject* parent = nullptr);
+  ~Session() override;
+
+  // The latest published state; never null. Cheap: copies one shared_ptr under the lock.
+  std::shared_ptr<const Snapshot> snapshot() const;
+
+  // Loads a model file (any generation under way is stopped first). Ends in model_loaded()
+  // or failed(); a failure keeps the previous model.
+  void open_model(const QString& path);
+  // The tokens of a whole prompt image (W*H*C, raster order) of which the first keep_rows rows
+  // are kept. Replaces what the canvas shows with the prompt and pending positions (a run
+  // under way is stopped).
+  void set_prompt(std::vector<uint8_t> image_tokens, int keep_rows);
+  // Starts a run from the current prompt. Ends in run_ended().
+  void generate(const attnscope::SamplingParams& sampling);
+  // Asks the run under way to stop; the engine sees it before the next token.
+  void stop();
+
+ signals:
+  // Emitted on the thread Session lives in (the GUI thread), never on the worker.
+  void published();  // a new snapshot is there
+  void model_loaded(const QString& path);
+  void failed(const QString& what, const QString& message);  // "Open model", engine message
+  void run_ended(session::RunState state);
+
+ private:
+  // Worker thread only.
+  void do_open(const QString& path);
+  void do_prompt(std::vector<uint8_t> prompt);
+  void do_generate(const attnscope::SamplingParams& sampling,
+                   std::shared_ptr<attnscope::CancelFlag> cancel);
+  void publish(RunState state, double tokens_per_s, double eta_s, std::string message);
+  void post_published();
+  void post_model_loaded(const QString& path);
+  void post_failed(const QString& what, const QString& message);
+  void post_run_ended(RunState state);
+
+  QThread thread_;
+  QObject* worker_ = nullptr;  // lives in thread_; commands are queued to it
+
+  // Worker-thread state: touched only by the do_* functions, which run on thread_.
+  std::unique_ptr<attnscope::Model> model_;
+  std::shared_ptr<const ModelSummary> summary_;
+  std::shared_ptr<RunStore> run_;
+  std::vector<uint8_t> prompt_;
+  std::string backend_note_;
+  uint64_t serial_ = 0;
+
+  // GUI-thread state: the cancel flag of the latest generate(), set by stop().
+  std::shared_ptr<attnscope::CancelFlag> cancel_;
+
+  // Locking rule: mutex_ guards current_ and nothing else. The worker swaps in a new
+  // shared_ptr under it; readers copy the shared_ptr under it and read the Snapshot after
+  // unlocking (a Snapshot is immutable; the RunStore it points to is read below
+  // Snapshot::filled, which its release/acquire counter makes safe). Never call the engine
+  // or emit a signal while holding mutex_.
+  mutable std::mutex mutex_;
+  std::shared_ptr<const Snapshot> current_;
+};
+
+}  // namespace session

@@ -1,0 +1,66 @@
+// The RunStore's single-writer publication and the small helpers views share.
+#include "snapshot.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace session {
+
+RunStore::RunStore(const attnscope::Modality& modality, std::vector<uint8_t> prompt)
+    : modality_(modality),
+      prompt_length_(static_cast<int64_t>(prompt.size())),
+      tokens_(static_cast<size_t>(modality.seq_len())),
+      probs_(static_cast<size_t>(modality.seq_len()) * 256),
+      entropy_(static_cast<size_t>(modality.seq_len())) {
+  std::copy(prompt.begin(), prompt.end(), tokens_.begin());
+}
+
+void RunStore::write(int64_t p, uint8_t token, const float* logits) {
+  const size_t i = static_cast<size_t>(p);
+  // Prompt tokens were written at creation; rewriting them would race with readers.
+  if (p >= prompt_length_) tokens_[i] = token;
+  float* out = probs_.data() + i * 256;
+  float top = logits[0];
+  for (int t = 1; t < 256; ++t) top = std::max(top, logits[t]);
+  double sum = 0;
+  for (int t = 0; t < 256; ++t) sum += out[t] = std::exp(logits[t] - top);
+  double bits = 0;
+  for (int t = 0; t < 256; ++t) {
+    out[t] = static_cast<float>(out[t] / sum);
+    if (out[t] > 0) bits -= out[t] * std::log2(static_cast<double>(out[t]));
+  }
+  entropy_[i] = static_cast<float>(bits);
+  filled_.store(p + 1, std::memory_order_release);
+}
+
+const char* run_state_name(RunState s) {
+  switch (s) {
+    case RunState::kNoModel:
+      return "no model";
+    case RunState::kIdle:
+      return "ready";
+    case RunState::kRunning:
+      return "generating";
+    case RunState::kFinished:
+      return "finished";
+    case RunState::kStopped:
+      return "stopped";
+    case RunState::kFailed:
+      return "failed";
+  }
+  return "?";
+}
+
+std::string human_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+}  // namespace session

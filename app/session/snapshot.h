@@ -1,0 +1,88 @@
+// What the engine worker publishes for the views: the model summary, the append-only RunStore
+// of one run (tokens, distributions, entropies) and the immutable Snapshot that points at both.
+// Views read these through const accessors only; nothing here calls the engine.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attnscope/config.h"
+#include "attnscope/tensor.h"
+
+namespace session {
+
+struct ModelSummary {
+  std::string path;
+  attnscope::ModelConfig config;
+  std::string family;       // "dense", "sparse", ...
+  std::string config_text;  // "image:32x32x3, 4 layers, dim 128, 4 heads, ff 512"
+  int64_t param_count = 0;
+  size_t file_bytes = 0;
+  std::vector<std::string> layer_kinds;  // one line per attention layer, in order
+};
+
+// The positions of one run, with a capacity fixed at creation. Tokens below prompt_length()
+// are set at creation and never change. The worker (the only writer) fills position p
+// (token, distribution, entropy) and then publishes filled() = p + 1 with release order;
+// readers load filled() with acquire order and read only below it, where nothing changes
+// again. So a reader never copies the buffers and never takes a lock to read them.
+class RunStore {
+ public:
+  RunStore(const attnscope::Modality& modality, std::vector<uint8_t> prompt);
+  RunStore(const RunStore&) = delete;
+  RunStore& operator=(const RunStore&) = delete;
+
+  const attnscope::Modality& modality() const { return modality_; }
+  int64_t length() const { return static_cast<int64_t>(tokens_.size()); }
+  int64_t prompt_length() const { return prompt_length_; }
+  // Positions with a distribution (prompt positions get one too, as the run passes them).
+  int64_t filled() const { return filled_.load(std::memory_order_acquire); }
+  // Positions whose token is known: the prompt, or filled() once the run is past it.
+  int64_t known(int64_t filled_now) const { return std::max(prompt_length_, filled_now); }
+
+  // Valid for p < known(filled()).
+  uint8_t token(int64_t p) const { return tokens_[static_cast<size_t>(p)]; }
+  const uint8_t* tokens() const { return tokens_.data(); }
+  // The model's 256 probabilities (temperature 1) for position p < filled().
+  const float* probs(int64_t p) const { return probs_.data() + static_cast<size_t>(p) * 256; }
+  // Entropy in bits of probs(p), p < filled().
+  float entropy_bits(int64_t p) const { return entropy_[static_cast<size_t>(p)]; }
+
+  // Worker thread only: position p (== filled()) with its token and the logits it came from.
+  void write(int64_t p, uint8_t token, const float* logits);
+
+ private:
+  attnscope::Modality modality_;
+  int64_t prompt_length_ = 0;
+  std::vector<uint8_t> tokens_;
+  std::vector<float> probs_;
+  std::vector<float> entropy_;
+  std::atomic<int64_t> filled_{0};
+};
+
+enum class RunState { kNoModel, kIdle, kRunning, kFinished, kStopped, kFailed };
+const char* run_state_name(RunState s);
+
+// One published state. Immutable once published; shared by every view that holds it.
+struct Snapshot {
+  uint64_t serial = 0;                        // grows with every publish
+  std::shared_ptr<const ModelSummary> model;  // null until a model is loaded
+  std::shared_ptr<const RunStore> run;        // the prompt or run on show; null without a model
+  int64_t filled = 0;                         // run->filled() when this was published
+  RunState state = RunState::kNoModel;
+  double tokens_per_s = 0;  // positions per second over the run so far
+  double eta_s = 0;         // seconds left at that rate
+  attnscope::MemSnapshot memory;
+  std::string backend_note;
+  std::string message;  // the last outcome or error, one line
+};
+
+// "12.3 MiB"
+std::string human_bytes(double bytes);
+
+}  // namespace session

@@ -1,0 +1,313 @@
+// Main window wiring: actions and menus, docks, the session's signals into the views, file
+// dialogs, drag and drop, and QSettings.
+#include "main_window.h"
+
+#include <QAction>
+#include <QActionGroup>
+#include <QApplication>
+#include <QCloseEvent>
+#include <QDockWidget>
+#include <QDragEnterEvent>
+#include <QDropEvent>
+#include <QFileDialog>
+#include <QFileInfo>
+#include <QLabel>
+#include <QMenuBar>
+#include <QMessageBox>
+#include <QMimeData>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QStatusBar>
+
+#include "export.h"
+#include "model_panel.h"
+#include "prompt_panel.h"
+#include "sampling_panel.h"
+
+namespace ui {
+
+namespace {
+constexpr int kMaxRecent = 8;
+const QStringList kImageSuffixes = {QStringLiteral("png"), QStringLiteral("jpg"),
+                                    QStringLiteral("jpeg")};
+}  // namespace
+
+MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
+  setWindowTitle(QStringLiteral("Attnscope"));
+  setAcceptDrops(true);
+  session_ = new session::Session(this);
+  canvas_ = new render::Canvas(session_, this);
+  setCentralWidget(canvas_);
+  model_panel_ = new ModelPanel(this);
+  prompt_ = new PromptPanel(this);
+  sampling_ = new SamplingPanel(this);
+  create_docks();
+  create_actions();
+
+  status_state_ = new QLabel(tr("Open a model (Ctrl+O)"), this);
+  status_upload_ = new QLabel(this);
+  statusBar()->addWidget(status_state_, 1);
+  statusBar()->addPermanentWidget(status_upload_);
+  connect(canvas_, &render::Canvas::upload_path_changed, this,
+          [this](const QString& p) { status_upload_->setText(tr("Upload: %1").arg(p)); });
+
+  connect(session_, &session::Session::published, this, &MainWindow::refresh_views);
+  connect(session_, &session::Session::model_loaded, this, &MainWindow::on_model_loaded);
+  connect(session_, &session::Session::failed, this, &MainWindow::show_error);
+  connect(prompt_, &PromptPanel::open_requested, this, &MainWindow::choose_prompt);
+  connect(prompt_, &PromptPanel::prompt_changed, this, &MainWindow::apply_prompt);
+  connect(sampling_, &SamplingPanel::generate_requested, this, &MainWindow::generate);
+  connect(sampling_, &SamplingPanel::stop_requested, session_, &session::Session::stop);
+
+  read_settings();
+  refresh_views();
+}
+
+MainWindow::~MainWindow() = default;
+
+void MainWindow::create_docks() {
+  setDockNestingEnabled(true);
+  auto add = [this](QWidget* w, const QString& title, const QString& name, Qt::DockWidgetArea a) {
+    auto* dock = new QDockWidget(title, this);
+    dock->setObjectName(name);
+    dock->setWidget(w);
+    addDockWidget(a, dock);
+    return dock;
+  };
+  add(model_panel_, tr("Model"), QStringLiteral("dock-model"), Qt::LeftDockWidgetArea);
+  QDockWidget* prompt =
+      add(prompt_, tr("Prompt"), QStringLiteral("dock-prompt"), Qt::RightDockWidgetArea);
+  QDockWidget* sampling =
+      add(sampling_, tr("Sampling"), QStringLiteral("dock-sampling"), Qt::RightDockWidgetArea);
+  // First-start layout (a saved one replaces it): the prompt as tall as its contents.
+  resizeDocks({prompt, sampling}, {prompt_->sizeHint().height(), 600}, Qt::Vertical);
+}
+
+void MainWindow::create_actions() {
+  QMenu* file = menuBar()->addMenu(tr("&File"));
+  QAction* open = file->addAction(tr("&Open model…"), this, &MainWindow::choose_model);
+  open->setShortcut(QKeySequence::Open);
+  recent_menu_ = file->addMenu(tr("Open &recent"));
+  QAction* prompt = file->addAction(tr("Open &prompt image…"), this, &MainWindow::choose_prompt);
+  prompt->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
+  file->addSeparator();
+  QAction* save = file->addAction(tr("&Export completion PNG…"), this, &MainWindow::choose_export);
+  save->setShortcut(QKeySequence::Save);
+  file->addSeparator();
+  QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
+  quit->setShortcut(QKeySequence::Quit);
+
+  view_menu_ = menuBar()->addMenu(tr("&View"));
+  for (QDockWidget* dock : findChildren<QDockWidget*>())
+    view_menu_->addAction(dock->toggleViewAction());
+  view_menu_->addSeparator();
+  QAction* mark = view_menu_->addAction(tr("&Mark prompt pixels"));
+  mark->setObjectName(QStringLiteral("action-mark-prompt"));
+  mark->setCheckable(true);
+  mark->setChecked(true);
+  mark->setShortcut(QKeySequence(Qt::Key_M));
+  connect(mark, &QAction::toggled, canvas_, &render::Canvas::set_mark_prompt);
+  QAction* overlay = view_menu_->addAction(tr("&Inspector overlay"));
+  overlay->setObjectName(QStringLiteral("action-overlay"));
+  overlay->setCheckable(true);
+  overlay->setChecked(true);
+  overlay->setShortcut(QKeySequence(Qt::Key_I));
+  connect(overlay, &QAction::toggled, canvas_, &render::Canvas::set_overlay_visible);
+  auto* modes = new QActionGroup(this);
+  QAction* image = view_menu_->addAction(tr("Show &image"));
+  QAction* entropy = view_menu_->addAction(tr("Show &entropy (viridis)"));
+  for (QAction* a : {image, entropy}) {
+    a->setCheckable(true);
+    modes->addAction(a);
+  }
+  image->setChecked(true);
+  image->setShortcut(QKeySequence(Qt::Key_1));
+  entropy->setShortcut(QKeySequence(Qt::Key_2));
+  connect(image, &QAction::triggered, this,
+          [this] { canvas_->set_mode(render::Canvas::Mode::kImage); });
+  connect(entropy, &QAction::triggered, this,
+          [this] { canvas_->set_mode(render::Canvas::Mode::kEntropy); });
+  QAction* fit = view_menu_->addAction(tr("&Fit image"), canvas_, &render::Canvas::fit);
+  fit->setShortcut(QKeySequence(Qt::Key_F));
+}
+
+void MainWindow::show_error(const QString& title, const QString& message) {
+  if (script_mode_) {
+    emit script_error(message);
+    return;
+  }
+  QMessageBox::warning(this, title, message);
+}
+
+void MainWindow::refresh_views() {
+  const auto s = session_->snapshot();
+  model_panel_->show_snapshot(*s);
+  sampling_->show_snapshot(*s);
+  if (!s->model) {
+    status_state_->setText(tr("Open a model (Ctrl+O) or drop a .safetensors file"));
+    return;
+  }
+  const QString text = s->message.empty() ? QString::fromLatin1(session::run_state_name(s->state))
+                                          : QString::fromStdString(s->message);
+  status_state_->setText(QStringLiteral("%1 — %2").arg(
+      QFileInfo(QString::fromStdString(s->model->path)).fileName(), text));
+}
+
+void MainWindow::open_model(const QString& path) {
+  session_->open_model(path);
+}
+
+void MainWindow::on_model_loaded(const QString& path) {
+  add_recent(path);
+  setWindowTitle(QStringLiteral("%1 — Attnscope").arg(QFileInfo(path).fileName()));
+  const auto s = session_->snapshot();
+  if (!s->model) return;
+  attnscope::Status st = prompt_->set_modality(s->model->config.modality);
+  if (!st) show_error(tr("Prompt image"), QString::fromStdString(st.message()));
+  apply_prompt();
+}
+
+bool MainWindow::open_prompt(const QString& path) {
+  attnscope::Status st = prompt_->load(path);
+  if (!st) {
+    show_error(tr("Prompt image"), QString::fromStdString(st.message()));
+    return false;
+  }
+  last_dir_ = QFileInfo(path).absolutePath();
+  return true;
+}
+
+void MainWindow::apply_prompt() {
+  if (!session_->snapshot()->model) return;
+  session_->set_prompt(prompt_->tokens(), prompt_->tokens().empty() ? 0 : prompt_->keep_rows());
+}
+
+void MainWindow::generate() {
+  session_->generate(sampling_->params());
+}
+
+bool MainWindow::export_to(const QString& path) {
+  QStringList written;
+  attnscope::Status st = export_completion_png(*session_->snapshot(), path, &written);
+  if (!st) {
+    show_error(tr("Export"), QString::fromStdString(st.message()));
+    return false;
+  }
+  statusBar()->showMessage(tr("Wrote %1").arg(written.join(QStringLiteral(", "))), 8000);
+  return true;
+}
+
+void MainWindow::choose_model() {
+  const QString path = QFileDialog::getOpenFileName(
+      this, tr("Open model"), last_dir_, tr("Attnscope models (*.safetensors);;All files (*)"),
+      nullptr, QFileDialog::DontUseNativeDialog);
+  if (path.isEmpty()) return;
+  last_dir_ = QFileInfo(path).absolutePath();
+  open_model(path);
+}
+
+void MainWindow::choose_prompt() {
+  const QString path = QFileDialog::getOpenFileName(
+      this, tr("Open prompt image"), last_dir_, tr("Images (*.png *.jpg *.jpeg);;All files (*)"),
+      nullptr, QFileDialog::DontUseNativeDialog);
+  if (!path.isEmpty()) open_prompt(path);
+}
+
+void MainWindow::choose_export() {
+  const auto s = session_->snapshot();
+  if (!s->run) {
+    show_error(tr("Export"), tr("There is no image to export: open a model first (Ctrl+O)."));
+    return;
+  }
+  QSettings settings;
+  const QString dir = settings
+                          .value(QStringLiteral("export/dir"),
+                                 QStandardPaths::writableLocation(QStandardPaths::PicturesLocation))
+                          .toString();
+  const QString name = export_default_name(*s, prompt_->path(), sampling_->params().seed);
+  const QString path = QFileDialog::getSaveFileName(
+      this, tr("Export completion (a %1x copy is written beside it)").arg(kExportScale),
+      QDir(dir).filePath(name), tr("PNG images (*.png)"), nullptr,
+      QFileDialog::DontUseNativeDialog);
+  if (path.isEmpty()) return;
+  if (export_to(path))
+    settings.setValue(QStringLiteral("export/dir"), QFileInfo(path).absolutePath());
+}
+
+void MainWindow::add_recent(const QString& path) {
+  const QString abs = QFileInfo(path).absoluteFilePath();
+  recent_.removeAll(abs);
+  recent_.prepend(abs);
+  while (recent_.size() > kMaxRecent) recent_.removeLast();
+  rebuild_recent_menu();
+  write_settings();
+}
+
+void MainWindow::rebuild_recent_menu() {
+  recent_menu_->clear();
+  for (const QString& path : recent_) {
+    QAction* a = recent_menu_->addAction(QFileInfo(path).fileName(), this,
+                                         [this, path] { open_model(path); });
+    a->setToolTip(path);
+  }
+  recent_menu_->setEnabled(!recent_.isEmpty());
+}
+
+void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
+  for (const QUrl& url : e->mimeData()->urls()) {
+    const QString suffix = QFileInfo(url.toLocalFile()).suffix().toLower();
+    if (url.isLocalFile() &&
+        (suffix == QLatin1String("safetensors") || kImageSuffixes.contains(suffix))) {
+      e->acceptProposedAction();
+      return;
+    }
+  }
+}
+
+void MainWindow::dropEvent(QDropEvent* e) {
+  for (const QUrl& url : e->mimeData()->urls()) {
+    const QString path = url.toLocalFile();
+    const QString suffix = QFileInfo(path).suffix().toLower();
+    if (suffix == QLatin1String("safetensors"))
+      open_model(path);
+    else if (kImageSuffixes.contains(suffix))
+      open_prompt(path);
+  }
+  e->acceptProposedAction();
+}
+
+void MainWindow::read_settings() {
+  QSettings s;
+  recent_ = s.value(QStringLiteral("recent/models")).toStringList();
+  rebuild_recent_menu();
+  last_dir_ = s.value(QStringLiteral("dirs/open")).toString();
+  attnscope::SamplingParams p;
+  p.temperature = s.value(QStringLiteral("sampling/temperature"), 1.0).toFloat();
+  p.top_k = s.value(QStringLiteral("sampling/top_k"), 0).toInt();
+  p.top_p = s.value(QStringLiteral("sampling/top_p"), 1.0).toFloat();
+  p.seed = s.value(QStringLiteral("sampling/seed"), 0).toULongLong();
+  sampling_->set_params(p);
+  if (!restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray())) resize(1400, 900);
+  restoreState(s.value(QStringLiteral("window/state")).toByteArray());
+}
+
+void MainWindow::write_settings() const {
+  QSettings s;
+  s.setValue(QStringLiteral("recent/models"), recent_);
+  s.setValue(QStringLiteral("dirs/open"), last_dir_);
+  const attnscope::SamplingParams p = sampling_->params();
+  s.setValue(QStringLiteral("sampling/temperature"), p.temperature);
+  s.setValue(QStringLiteral("sampling/top_k"), p.top_k);
+  s.setValue(QStringLiteral("sampling/top_p"), p.top_p);
+  s.setValue(QStringLiteral("sampling/seed"), static_cast<qulonglong>(p.seed));
+  s.setValue(QStringLiteral("window/geometry"), saveGeometry());
+  s.setValue(QStringLiteral("window/state"), saveState());
+}
+
+void MainWindow::closeEvent(QCloseEvent* e) {
+  session_->stop();
+  write_settings();
+  e->accept();
+}
+
+}  // namespace ui

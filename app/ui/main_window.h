@@ -1,0 +1,83 @@
+// MainWindow: the canvas in the centre and dockable panels (Model, Prompt, Sampling) around
+// it; opening models (Ctrl+O, drag and drop, recent list), prompts, export (Ctrl+S), and the
+// layout, recent files and settings kept in QSettings.
+#pragma once
+
+#include <QMainWindow>
+#include <QStringList>
+
+#include "attnscope/status.h"
+#include "render/canvas.h"
+#include "session/session.h"
+
+class QLabel;
+class QMenu;
+
+namespace ui {
+
+class ModelPanel;
+class PromptPanel;
+class SamplingPanel;
+
+class MainWindow : public QMainWindow {
+  Q_OBJECT
+
+ public:
+  explicit MainWindow(QWidget* parent = nullptr);
+  ~MainWindow() override;
+
+  session::Session* session() const { return session_; }
+  render::Canvas* canvas() const { return canvas_; }
+  PromptPanel* prompt_panel() const { return prompt_; }
+  SamplingPanel* sampling_panel() const { return sampling_; }
+
+  // Starts loading a model; ends in session()->model_loaded() or an error message.
+  void open_model(const QString& path);
+  // Reads a prompt image for the open model; an error message on failure.
+  bool open_prompt(const QString& path);
+  void generate();
+  // Writes the completion as path (PNG) and its scaled copy; an error message on failure.
+  bool export_to(const QString& path);
+  QStringList recent_files() const { return recent_; }
+
+  // Scripted runs (--screenshot) report errors through script_error instead of dialogs.
+  void set_script_mode(bool on) { script_mode_ = on; }
+
+ signals:
+  void script_error(const QString& message);
+
+ protected:
+  void closeEvent(QCloseEvent* e) override;
+  void dragEnterEvent(QDragEnterEvent* e) override;
+  void dropEvent(QDropEvent* e) override;
+
+ private:
+  void create_actions();
+  void create_docks();
+  void show_error(const QString& title, const QString& message);
+  void refresh_views();
+  void apply_prompt();
+  void on_model_loaded(const QString& path);
+  void add_recent(const QString& path);
+  void rebuild_recent_menu();
+  void choose_model();
+  void choose_prompt();
+  void choose_export();
+  void read_settings();
+  void write_settings() const;
+
+  session::Session* session_;
+  render::Canvas* canvas_;
+  ModelPanel* model_panel_;
+  PromptPanel* prompt_;
+  SamplingPanel* sampling_;
+  QMenu* view_menu_ = nullptr;
+  QMenu* recent_menu_ = nullptr;
+  QLabel* status_state_;
+  QLabel* status_upload_;
+  QStringList recent_;
+  QString last_dir_;
+  bool script_mode_ = false;
+};
+
+}  // namespace ui
