@@ -162,7 +162,7 @@ std::vector<Malformed> malformed_corpus(const QByteArray& valid, const QByteArra
     out.push_back(
         {"duplicate_metadata_key", assemble(header, d), "duplicate key \"attnscope.config\""});
   }
-  out.push_back({"overlapping_offsets", assemble(shifted(h, order[1], -4), d), "overlap"});
+  out.push_back({"overlapping_offsets", assemble(shifted(h, order[1], -1), d), "overlap"});
   out.push_back({"gap", assemble(shifted(h, order.last(), 4), d + QByteArray(4, '\0')),
                  "gap of 4 bytes in the data buffer between tensors"});
   out.push_back({"trailing_bytes", assemble(h, d + QByteArray(4, '\0')),
@@ -711,7 +711,9 @@ class TestSafetensors : public QObject {
     QVERIFY(QFileInfo(p).size() < 4096);
     auto loaded = safetensors_load(p.toStdString());
     QCOMPARE(loaded.status().code(), StatusCode::kInvalidArgument);
-    const QString msg = QString::fromStdString(loaded.status().message());
+    // The message starts with the path, whose file name already says what is wrong: look at
+    // the rest, so the file name cannot satisfy the check on its own.
+    const QString msg = QString::fromStdString(loaded.status().message()).remove(p);
     QVERIFY2(msg.contains(expect), qPrintable("got: " + msg + "\nwanted: " + expect));
   }
 };
