@@ -1,6 +1,6 @@
-// attnscope: the GUI. Parses the scriptable start (--model, --prompt, --keep-rows, --seed,
-// --autorun, --view, --screenshot), opens the main window and, when asked, runs the
-// generation to its end, writes a screenshot of the whole window and exits.
+// attnscope: the GUI. Parses the scriptable start (--model, --prompt, --keep-rows,
+// --keep-seconds, --prompt-text, --seed, --samples, --autorun, --view, --screenshot), opens the
+// main window and, when asked, runs the generation to its end, writes a screenshot and exits.
 #include <QApplication>
 #include <QDir>
 #include <QFileInfo>
@@ -16,12 +16,33 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: attnscope [--model M] [--prompt P] [--keep-rows K] [--seed S] [--autorun] "
-    "[--view canvas] [--screenshot FILE]";
+    "usage: attnscope [--model M] [--prompt P] [--keep-rows K | --keep-seconds S] "
+    "[--prompt-text T] [--seed S] [--samples N] [--autorun] [--view canvas|audio|text|attention|pattern|lsh|memory] "
+    "[--screenshot FILE]";
+
+const QStringList kViews = {QStringLiteral("canvas"),    QStringLiteral("audio"),
+                            QStringLiteral("text"),      QStringLiteral("attention"),
+                            QStringLiteral("pattern"),   QStringLiteral("lsh"),
+                            QStringLiteral("memory")};
+
+// The view a modality is shown in.
+QString view_for(attnscope::ModalityKind kind) {
+  switch (kind) {
+    case attnscope::ModalityKind::kAudio:
+      return QStringLiteral("audio");
+    case attnscope::ModalityKind::kText:
+      return QStringLiteral("text");
+    default:
+      return QStringLiteral("canvas");
+  }
+}
 
 struct Options {
   QString model, prompt, view = QStringLiteral("canvas"), screenshot;
   std::optional<int> keep_rows;
+  std::optional<double> keep_seconds;
+  std::optional<QString> prompt_text;
+  std::optional<int> samples;
   std::optional<qulonglong> seed;
   bool autorun = false;
 };
@@ -57,6 +78,25 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
         return std::nullopt;
       }
       o.keep_rows = k;
+    } else if (a == QLatin1String("--keep-seconds")) {
+      if (!value(&v)) return std::nullopt;
+      const double k = v.toDouble(&ok);
+      if (!ok || !(k >= 0)) {
+        *error = QStringLiteral("--keep-seconds takes a number of seconds >= 0, not '%1'").arg(v);
+        return std::nullopt;
+      }
+      o.keep_seconds = k;
+    } else if (a == QLatin1String("--prompt-text")) {
+      if (!value(&v)) return std::nullopt;
+      o.prompt_text = v;
+    } else if (a == QLatin1String("--samples")) {
+      if (!value(&v)) return std::nullopt;
+      const int n = v.toInt(&ok);
+      if (!ok || n < 1 || n > 64) {
+        *error = QStringLiteral("--samples takes a whole number 1..64, not '%1'").arg(v);
+        return std::nullopt;
+      }
+      o.samples = n;
     } else if (a == QLatin1String("--seed")) {
       if (!value(&v)) return std::nullopt;
       const qulonglong s = v.toULongLong(&ok);
@@ -75,8 +115,17 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
       return std::nullopt;
     }
   }
-  if (o.view != QLatin1String("canvas")) {
-    *error = QStringLiteral("--view '%1' is not available; this build has: canvas").arg(o.view);
+  if (!kViews.contains(o.view)) {
+    *error = QStringLiteral("--view '%1' is not available; this build has: %2")
+                 .arg(o.view, kViews.join(QStringLiteral(", ")));
+    return std::nullopt;
+  }
+  if (o.keep_rows && o.keep_seconds) {
+    *error = QStringLiteral("--keep-rows is for image models, --keep-seconds for audio: not both");
+    return std::nullopt;
+  }
+  if (o.keep_seconds && o.prompt.isEmpty()) {
+    *error = QStringLiteral("--keep-seconds needs --prompt (a WAV clip)");
     return std::nullopt;
   }
   if (o.autorun && o.model.isEmpty()) {
@@ -143,12 +192,21 @@ int main(int argc, char** argv) {
     p.seed = *opt->seed;
     window.sampling_panel()->set_params(p);
   }
+  if (opt->samples) window.sampling_panel()->set_samples(*opt->samples);
   if (scripted) window.resize(1600, 1000);
   window.show();
+  // The inspection tabs (attention, pattern, lsh, memory) are tabs beside the output.
+  const bool inspect_view = window.inspect_view(opt->view) != nullptr;
+  if (inspect_view) window.show_view(opt->view);
 
+  QTimer settle;
+  settle.setInterval(100);
   auto take_screenshot = [&] {
-    // Let the last snapshot reach every view, then grab (which renders the GL canvas too).
-    QTimer::singleShot(100, &window, [&] {
+    // Let the last snapshot reach every view and the tab on show get its inspection (the
+    // memory curves take seconds), then grab (which renders the GL views too).
+    QObject::connect(&settle, &QTimer::timeout, &window, [&] {
+      if (window.views_pending()) return;
+      settle.stop();
       if (window.grab().save(opt->screenshot)) {
         QCoreApplication::exit(0);
       } else {
@@ -157,13 +215,37 @@ int main(int argc, char** argv) {
         QCoreApplication::exit(1);
       }
     });
+    settle.start();
   };
 
   auto* s = window.session();
   QObject::connect(s, &session::Session::model_loaded, &window, [&] {
+    const auto snap = s->snapshot();
+    const attnscope::ModalityKind kind = snap->model->config.modality.kind;
+    // --view canvas is the default; an explicit audio or text view needs a model it can show.
+    if (!inspect_view && opt->view != QLatin1String("canvas") && opt->view != view_for(kind)) {
+      emit window.script_error(
+          QStringLiteral("--view %1 needs %2 %1 model; %3 is %4")
+              .arg(opt->view,
+                   opt->view == QLatin1String("audio") ? QStringLiteral("an") : QStringLiteral("a"),
+                   QFileInfo(QString::fromStdString(snap->model->path)).fileName(),
+                   QString::fromStdString(snap->model->config_text)));
+      return;
+    }
+    if ((opt->keep_rows && kind != attnscope::ModalityKind::kImage) ||
+        (opt->keep_seconds && kind != attnscope::ModalityKind::kAudio) ||
+        (opt->prompt_text && kind != attnscope::ModalityKind::kText)) {
+      emit window.script_error(
+          QStringLiteral("--keep-rows is for image models, --keep-seconds for audio models and "
+                         "--prompt-text for text models; this one is %1")
+              .arg(QString::fromStdString(snap->model->config_text)));
+      return;
+    }
     // A prompt that cannot be read has been reported; nothing is generated without it.
     if (!opt->prompt.isEmpty() && !window.open_prompt(opt->prompt)) return;
     if (opt->keep_rows) window.prompt_panel()->set_keep_rows(*opt->keep_rows);
+    if (opt->keep_seconds) window.prompt_panel()->set_keep_seconds(*opt->keep_seconds);
+    if (opt->prompt_text) window.prompt_panel()->set_text(*opt->prompt_text);
     if (opt->autorun)
       window.generate();
     else if (scripted)

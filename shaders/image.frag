@@ -1,6 +1,7 @@
 // The image being completed, nearest-neighbour: texelFetch of the pixel under the fragment.
 // The texture is W x 2H RGBA8: rows [0, H) hold the colours, rows [H, 2H) the pixel's info
-// (r: 0 pending, 1 prompt, 2 generated, 3 partly generated; g: mean entropy / 8 bits).
+// (r: 0 pending, 1 prompt, 2 generated, 3 partly generated, 4 the gap between samples of a
+// grid; g: mean entropy / 8 bits).
 // colormap.glsl is prepended after the version line by the canvas.
 uniform sampler2D u_image;
 uniform ivec2 u_size;
@@ -18,6 +19,7 @@ void main() {
   int state = int(info.r * 255.0 + 0.5);
   vec3 rgb = color.rgb;
   if (u_mode == 1) rgb = state == 0 ? vec3(0.0) : viridis(info.g);
+  if (state == 4) rgb = vec3(0.0);
   if (state == 0) {
     // Pending: a dark checkerboard, so it never reads as a black generated pixel.
     bool odd = ((px.x + px.y) & 1) == 1;

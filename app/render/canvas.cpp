@@ -13,6 +13,8 @@
 #include <glm/gtc/matrix_transform.hpp>
 #include <glm/gtc/type_ptr.hpp>
 
+#include "media.h"
+
 static void init_shader_resources() {
   Q_INIT_RESOURCE(shaders);
 }
@@ -30,6 +32,7 @@ QByteArray shader_source(const QString& name) {
 }
 
 constexpr double kMinZoom = 0.25, kMaxZoom = 256;
+constexpr int kGridGap = cli::kGridGap;  // the CLI's grid of samples, pixel for pixel
 constexpr int kFitMargin = 24;
 
 }  // namespace
@@ -67,7 +70,7 @@ void Canvas::on_published() {
   } else {
     frame_timer_.stop();
   }
-  const QSize size = s->run ? QSize(s->run->modality().width, s->run->modality().height) : QSize();
+  const QSize size = grid_size(*s);
   if (size != fitted_image_) {
     fitted_image_ = size;
     fit();
@@ -196,29 +199,81 @@ void Canvas::set_overlay_visible(bool on) {
   update();
 }
 
-void Canvas::build_frame(const Snapshot& s) {
+int Canvas::grid_columns(const Snapshot& s) {
+  const int n = std::max(1, s.samples_wanted);
+  return static_cast<int>(std::ceil(std::sqrt(static_cast<double>(n))));
+}
+
+QSize Canvas::grid_size(const Snapshot& s) {
+  if (!s.run || s.run->modality().kind != attnscope::ModalityKind::kImage) return {};
+  const int n = std::max(1, s.samples_wanted), cols = grid_columns(s);
+  const int rows = (n + cols - 1) / cols;
   const attnscope::Modality& m = s.run->modality();
+  return {cols * m.width + (cols - 1) * kGridGap, rows * m.height + (rows - 1) * kGridGap};
+}
+
+std::optional<Snapshot> Canvas::sample_at(const Snapshot& s, QPoint px, QPoint* local) const {
+  if (!s.run || px.x() < 0 || px.y() < 0) return std::nullopt;
+  const attnscope::Modality& m = s.run->modality();
+  const int cols = grid_columns(s);
+  const int col = px.x() / (m.width + kGridGap), row = px.y() / (m.height + kGridGap);
+  *local = QPoint(px.x() - col * (m.width + kGridGap), px.y() - row * (m.height + kGridGap));
+  const size_t index = static_cast<size_t>(row * cols + col);
+  if (local->x() >= m.width || local->y() >= m.height || index >= s.samples.size())
+    return std::nullopt;
+  Snapshot one = s;
+  one.run = s.samples[index];
+  if (one.run != s.run) one.filled = one.run->filled();
+  return one;
+}
+
+void Canvas::build_frame(const Snapshot& s) {
+  const QSize grid = grid_size(s);
+  const int gw = grid.width(), gh = grid.height();
+  frame_.assign(static_cast<size_t>(gw) * static_cast<size_t>(gh) * 8, 0);
+  uint8_t* info = frame_.data() + static_cast<size_t>(gw) * static_cast<size_t>(gh) * 4;
+  for (int64_t i = 0; i < static_cast<int64_t>(gw) * gh; ++i) {
+    frame_[static_cast<size_t>(i) * 4 + 3] = 255;
+    info[i * 4] = 4;  // a gap until a sample covers it
+  }
+  const attnscope::Modality& m = s.run->modality();
+  const int n = std::max(1, s.samples_wanted), cols = grid_columns(s);
+  for (int k = 0; k < n; ++k) {
+    const int x0 = (k % cols) * (m.width + kGridGap), y0 = (k / cols) * (m.height + kGridGap);
+    // A sample not begun yet is all pending; a snapshot without samples shows its run.
+    const session::RunStore* run = nullptr;
+    if (k < static_cast<int>(s.samples.size()))
+      run = s.samples[static_cast<size_t>(k)].get();
+    else if (s.samples.empty())
+      run = s.run.get();
+    const int64_t filled = !run ? 0 : run == s.run.get() ? s.filled : run->filled();
+    build_sample(run, filled, m, x0, y0, gw);
+  }
+}
+
+void Canvas::build_sample(const session::RunStore* run, int64_t filled,
+                          const attnscope::Modality& m, int x0, int y0, int stride) {
   const int w = m.width, h = m.height, channels = m.channels;
-  frame_.assign(static_cast<size_t>(w) * static_cast<size_t>(h) * 8, 0);
-  const int64_t known = s.run->known(s.filled), prompt = s.run->prompt_length();
-  uint8_t* color = frame_.data();
-  uint8_t* info = frame_.data() + static_cast<size_t>(w) * static_cast<size_t>(h) * 4;
+  const int64_t known = run ? run->known(filled) : 0, prompt = run ? run->prompt_length() : 0;
+  const size_t plane = frame_.size() / 2;
   for (int64_t px = 0; px < static_cast<int64_t>(w) * h; ++px) {
     const int64_t first = px * channels;
-    uint8_t* c = color + px * 4;
+    const size_t at = static_cast<size_t>((y0 + px / w) * stride + x0 + px % w) * 4;
+    uint8_t* c = frame_.data() + at;
+    c[0] = c[1] = c[2] = 0;
     int entropy_n = 0;
     float entropy = 0;
     for (int ch = 0; ch < channels; ++ch) {
       const int64_t p = first + ch;
-      if (p < known && ch < 3) c[ch] = s.run->token(p);
-      if (p < s.filled) {
-        entropy += s.run->entropy_bits(p);
+      if (p < known && ch < 3) c[ch] = run->token(p);
+      if (p < filled) {
+        entropy += run->entropy_bits(p);
         ++entropy_n;
       }
     }
     if (channels == 1) c[1] = c[2] = c[0];
     c[3] = 255;
-    uint8_t* in = info + px * 4;
+    uint8_t* in = frame_.data() + plane + at;
     const int64_t last = first + channels;
     in[0] = last <= prompt ? 1 : last <= known ? 2 : first < known ? 3 : 0;
     in[1] = entropy_n ? static_cast<uint8_t>(std::lround(
@@ -234,8 +289,9 @@ void Canvas::paintGL() {
   const Snapshot& s = *shown_;
   const bool has_image = s.run && s.run->modality().kind == attnscope::ModalityKind::kImage;
   if (has_image) {
-    const int w = s.run->modality().width, h = s.run->modality().height;
-    if (s.serial != uploaded_serial_) {
+    const QSize grid = grid_size(s);
+    const int w = grid.width(), h = grid.height();
+    if (s.serial != uploaded_serial_ || texture_size_ != QSize(w, 2 * h)) {
       if (texture_size_ != QSize(w, 2 * h)) {
         glBindTexture(GL_TEXTURE_2D, texture_);
         glTexImage2D(GL_TEXTURE_2D, 0, GL_RGBA8, w, 2 * h, 0, GL_RGBA, GL_UNSIGNED_BYTE, nullptr);
@@ -265,14 +321,19 @@ void Canvas::paintGL() {
     const int channels = s.run->modality().channels;
     const bool pending = known < s.run->length();
     const int next_px = pending ? static_cast<int>(known / channels) : -1;
+    // The slot of the sample being generated: the last one there is.
+    const int slot = std::max(0, static_cast<int>(s.samples.size()) - 1);
+    const int iw = s.run->modality().width;
+    const QPoint origin((slot % grid_columns(s)) * (iw + kGridGap),
+                        (slot / grid_columns(s)) * (s.run->modality().height + kGridGap));
 
     program_->bind();
     glUniformMatrix4fv(program_->uniformLocation("u_mvp"), 1, GL_FALSE, glm::value_ptr(mvp));
     program_->setUniformValue("u_image_size",
                               QVector2D(static_cast<float>(w), static_cast<float>(h)));
     glUniform2i(program_->uniformLocation("u_size"), w, h);
-    glUniform2i(program_->uniformLocation("u_next"), pending ? next_px % w : -1,
-                pending ? next_px / w : -1);
+    glUniform2i(program_->uniformLocation("u_next"), pending ? origin.x() + next_px % iw : -1,
+                pending ? origin.y() + next_px / iw : -1);
     glUniform2i(program_->uniformLocation("u_hover"), hover_.x(), hover_.y());
     program_->setUniformValue("u_mode", static_cast<int>(mode_));
     program_->setUniformValue("u_mark_prompt", mark_prompt_);
@@ -285,10 +346,14 @@ void Canvas::paintGL() {
     program_->release();
   }
 
-  inspection_ = overlay::inspect(s, hover_);
+  // The inspector reads the sample under the mouse (in a grid, not necessarily the newest).
+  QPoint local(-1, -1);
+  const std::optional<Snapshot> hovered = sample_at(s, hover_, &local);
+  const Snapshot& shown = hovered ? *hovered : s;
+  inspection_ = overlay::inspect(shown, hovered ? local : QPoint(-1, -1));
   if (overlay_visible_) {
     imgui_.new_frame();
-    overlay::draw(s, inspection_, {upload_path_, renderer_}, static_cast<float>(width()),
+    overlay::draw(shown, inspection_, {upload_path_, renderer_}, static_cast<float>(width()),
                   static_cast<float>(height()));
     imgui_.render();
   }

@@ -1,6 +1,7 @@
 // Canvas: the image being completed, drawn with OpenGL 3.3 core from shaders/ (embedded as Qt
 // resources), live while generating; zoom (wheel) and pan (drag) with nearest-neighbour
 // pixels, the next position outlined, prompt pixels optionally tinted, the ImGui overlay on top.
+// A several-sample run shows as a grid of ceil(sqrt N) columns with a 2-pixel gap.
 #pragma once
 
 #include <QOpenGLFunctions_3_3_Core>
@@ -8,6 +9,7 @@
 #include <QTimer>
 #include <glm/mat4x4.hpp>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "imgui/imgui_qt.h"
@@ -33,6 +35,10 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
   // The image pixel under a widget position; (-1, -1) outside the image.
   QPoint pixel_at(QPointF widget_pos) const;
   double zoom() const { return zoom_; }
+  // The image (or grid of samples) size a snapshot is shown at; empty without an image run.
+  static QSize grid_size(const session::Snapshot& s);
+  // Columns of that grid: ceil(sqrt N) for N samples, as attnscope-cli generate --samples.
+  static int grid_columns(const session::Snapshot& s);
   // Zooms keeping the image point under anchor (widget pixels) in place.
   void set_zoom(double zoom, QPointF anchor);
   // The largest whole zoom (or fraction, for images larger than the widget) that shows the
@@ -67,8 +73,17 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
  private:
   void release_gl();
   void on_published();
-  // Rebuilds the W x 2H RGBA8 frame from the snapshot (see shaders/image.frag for the layout).
+  // Rebuilds the W x 2H RGBA8 frame from the snapshot (see shaders/image.frag for the layout);
+  // W x H is the grid of every sample.
   void build_frame(const session::Snapshot& s);
+  // The snapshot of the sample under image pixel px (its run and fill), with *local set to the
+  // pixel inside that sample; nothing when px is in a gap, outside, or on a sample not begun.
+  // One sample's pixels into the frame at (x0, y0) of a frame stride pixels wide; run null
+  // (a sample not begun) is all pending.
+  void build_sample(const session::RunStore* run, int64_t filled, const attnscope::Modality& m,
+                    int x0, int y0, int stride);
+  std::optional<session::Snapshot> sample_at(const session::Snapshot& s, QPoint px,
+                                             QPoint* local) const;
   glm::mat4 view_matrix() const;
   QSize image_size() const;
 

@@ -32,8 +32,23 @@ void Session::post_run_ended(RunState state) {
       this, [this, state] { emit run_ended(state); }, Qt::QueuedConnection);
 }
 
+uint64_t Session::inspect(InspectRequest request) {
+  request.serial = ++inspect_serial_[static_cast<int>(request.kind)];
+  QMetaObject::invokeMethod(worker_, [this, request] { do_inspect(request); });
+  return request.serial;
+}
+
+void Session::do_inspect(const InspectRequest& request) {
+  if (request.serial != inspect_serial_[static_cast<int>(request.kind)].load()) return;
+  if (!model_) return;
+  auto result = inspect_compute(*model_, summary_, run_, request, &inspect_cancel_);
+  QMetaObject::invokeMethod(
+      this, [this, result] { emit inspected(result); }, Qt::QueuedConnection);
+}
+
 Session::Session(QObject* parent) : QObject(parent), current_(std::make_shared<Snapshot>()) {
   qRegisterMetaType<session::RunState>("session::RunState");
+  qRegisterMetaType<std::shared_ptr<const session::InspectResult>>();
   thread_.setObjectName(QStringLiteral("attnscope-engine"));
   worker_ = new QObject;
   worker_->moveToThread(&thread_);
@@ -47,6 +62,7 @@ Session::Session(QObject* parent) : QObject(parent), current_(std::make_shared<S
 
 Session::~Session() {
   stop();
+  inspect_cancel_ = true;
   thread_.quit();
   thread_.wait();
 }
@@ -72,11 +88,21 @@ void Session::set_prompt(std::vector<uint8_t> image_tokens, int keep_rows) {
   });
 }
 
-void Session::generate(const SamplingParams& sampling) {
+void Session::set_prompt_tokens(std::vector<uint8_t> kept) {
+  stop();
+  QMetaObject::invokeMethod(worker_, [this, tokens = std::move(kept)]() mutable {
+    if (!summary_) return;
+    tokens.resize(std::min(tokens.size(), static_cast<size_t>(summary_->config.seq_len())));
+    do_prompt(std::move(tokens));
+  });
+}
+
+void Session::generate(const SamplingParams& sampling, int samples) {
   stop();
   cancel_ = std::make_shared<CancelFlag>(false);
-  QMetaObject::invokeMethod(worker_,
-                            [this, sampling, cancel = cancel_] { do_generate(sampling, cancel); });
+  QMetaObject::invokeMethod(worker_, [this, sampling, samples, cancel = cancel_] {
+    do_generate(sampling, std::max(samples, 1), cancel);
+  });
 }
 
 void Session::stop() {
@@ -112,16 +138,34 @@ void Session::do_open(const QString& path) {
 void Session::do_prompt(std::vector<uint8_t> prompt) {
   prompt_ = std::move(prompt);
   run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_);
+  samples_ = {run_};
+  samples_wanted_ = 1;
   publish(RunState::kIdle, 0, 0, {});
 }
 
-void Session::do_generate(const SamplingParams& sampling, std::shared_ptr<CancelFlag> cancel) {
+void Session::do_generate(const SamplingParams& sampling, int samples,
+                          std::shared_ptr<CancelFlag> cancel) {
   if (!model_) {
     post_failed(tr("Generate"), tr("Open a model first (Ctrl+O)."));
     return;
   }
   if (cancel->load()) return;  // superseded before it started
+  samples_.clear();
+  samples_wanted_ = samples;
+  RunState state = RunState::kFinished;
+  std::string message;
+  for (int i = 0; i < samples; ++i) {
+    SamplingParams p = sampling;
+    p.seed = sampling.seed + static_cast<uint64_t>(i);
+    if (!do_sample(p, cancel.get(), i, samples, &state, &message)) break;
+  }
+  post_run_ended(state);
+}
+
+bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel, int index,
+                        int count, RunState* state, std::string* message) {
   run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_);
+  samples_.push_back(run_);
   RunStore& store = *run_;
   const int64_t n = store.length();
   const Clock::time_point start = Clock::now();
@@ -129,14 +173,16 @@ void Session::do_generate(const SamplingParams& sampling, std::shared_ptr<Cancel
   auto rates = [&](int64_t done, double* per_s, double* eta) {
     const double secs = std::chrono::duration<double>(Clock::now() - start).count();
     *per_s = secs > 0 ? static_cast<double>(done) / secs : 0;
-    *eta = *per_s > 0 ? static_cast<double>(n - done) / *per_s : 0;
+    // Time left counts the samples still to come as well.
+    const double left = static_cast<double>(n - done) + static_cast<double>(count - 1 - index) * n;
+    *eta = *per_s > 0 ? left / *per_s : 0;
   };
   publish(RunState::kRunning, 0, 0, {});
 
   GenerateRequest req;
   req.prompt = prompt_;
   req.sampling = sampling;
-  req.cancel = cancel.get();
+  req.cancel = cancel;
   req.on_token = [&](int64_t pos, uint8_t token, const float* logits) {
     store.write(pos, token, logits);
     const Clock::time_point now = Clock::now();
@@ -150,17 +196,21 @@ void Session::do_generate(const SamplingParams& sampling, std::shared_ptr<Cancel
   auto out = attnscope::generate(*model_, req);
   double per_s, eta;
   rates(store.filled(), &per_s, &eta);
-  RunState state = RunState::kFinished;
-  std::string message = "finished: " + std::to_string(n) + " positions";
+  *state = index + 1 < count ? RunState::kRunning : RunState::kFinished;
+  *message = count > 1 ? "finished: " + std::to_string(index + 1) + " of " + std::to_string(count) +
+                             " samples, " + std::to_string(n) + " positions each"
+                       : "finished: " + std::to_string(n) + " positions";
   if (!out) {
     const bool stopped = out.status().code() == StatusCode::kCancelled;
-    state = stopped ? RunState::kStopped : RunState::kFailed;
-    message =
+    *state = stopped ? RunState::kStopped : RunState::kFailed;
+    *message =
         stopped ? "stopped at position " + std::to_string(store.filled()) : out.status().message();
-    if (!stopped) post_failed(tr("Generate"), QString::fromStdString(message));
+    if (count > 1) *message += " of sample " + std::to_string(index + 1);
+    if (!stopped) post_failed(tr("Generate"), QString::fromStdString(*message));
   }
-  publish(state, per_s, 0, message);
-  post_run_ended(state);
+  publish(*state, per_s, *state == RunState::kRunning ? eta : 0,
+          *state == RunState::kRunning ? std::string() : *message);
+  return out.has_value();
 }
 
 void Session::publish(RunState state, double tokens_per_s, double eta_s, std::string message) {
@@ -168,6 +218,8 @@ void Session::publish(RunState state, double tokens_per_s, double eta_s, std::st
   s->serial = ++serial_;
   s->model = summary_;
   s->run = run_;
+  s->samples = samples_;
+  s->samples_wanted = samples_wanted_;
   s->filled = run_ ? run_->filled() : 0;
   s->state = summary_ ? state : RunState::kNoModel;
   s->tokens_per_s = tokens_per_s;

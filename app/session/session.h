@@ -13,6 +13,7 @@
 
 #include "attnscope/generate.h"
 #include "attnscope/model.h"
+#include "inspection.h"
 #include "snapshot.h"
 
 namespace session {
@@ -37,10 +38,18 @@ class Session : public QObject {
   // are kept. Replaces what the canvas shows with the prompt and pending positions (a run
   // under way is stopped).
   void set_prompt(std::vector<uint8_t> image_tokens, int keep_rows);
-  // Starts a run from the current prompt. Ends in run_ended().
-  void generate(const attnscope::SamplingParams& sampling);
+  // The kept tokens themselves, any modality (an audio clip's first samples, a text's bytes);
+  // cut to the model's length.
+  void set_prompt_tokens(std::vector<uint8_t> kept);
+  // Starts a run from the current prompt: `samples` runs one after another with seeds
+  // seed, seed + 1, ... Ends in one run_ended().
+  void generate(const attnscope::SamplingParams& sampling, int samples = 1);
   // Asks the run under way to stop; the engine sees it before the next token.
   void stop();
+  // Queues an inspection for the view tabs (after any run under way); a newer request of the
+  // same kind drops an older one still waiting. Ends in inspected().
+  // Returns the request's serial, which its InspectResult carries.
+  uint64_t inspect(InspectRequest request);
 
  signals:
   // Emitted on the thread Session lives in (the GUI thread), never on the worker.
@@ -48,18 +57,23 @@ class Session : public QObject {
   void model_loaded(const QString& path);
   void failed(const QString& what, const QString& message);  // "Open model", engine message
   void run_ended(session::RunState state);
+  void inspected(std::shared_ptr<const session::InspectResult> result);
 
  private:
   // Worker thread only.
   void do_open(const QString& path);
   void do_prompt(std::vector<uint8_t> prompt);
-  void do_generate(const attnscope::SamplingParams& sampling,
+  void do_generate(const attnscope::SamplingParams& sampling, int samples,
                    std::shared_ptr<attnscope::CancelFlag> cancel);
+  // One sample of a run into a fresh run_; false when it was stopped or failed.
+  bool do_sample(const attnscope::SamplingParams& sampling, const attnscope::CancelFlag* cancel,
+                 int index, int count, RunState* state, std::string* message);
   void publish(RunState state, double tokens_per_s, double eta_s, std::string message);
   void post_published();
   void post_model_loaded(const QString& path);
   void post_failed(const QString& what, const QString& message);
   void post_run_ended(RunState state);
+  void do_inspect(const InspectRequest& request);
 
   QThread thread_;
   QObject* worker_ = nullptr;  // lives in thread_; commands are queued to it
@@ -68,12 +82,17 @@ class Session : public QObject {
   std::unique_ptr<attnscope::Model> model_;
   std::shared_ptr<const ModelSummary> summary_;
   std::shared_ptr<RunStore> run_;
+  std::vector<std::shared_ptr<const RunStore>> samples_;  // of the latest run, run_ last
+  int samples_wanted_ = 1;
   std::vector<uint8_t> prompt_;
   std::string backend_note_;
   uint64_t serial_ = 0;
 
   // GUI-thread state: the cancel flag of the latest generate(), set by stop().
   std::shared_ptr<attnscope::CancelFlag> cancel_;
+  // The latest inspect() serial of each kind: written on the GUI thread, read by the worker.
+  std::atomic<uint64_t> inspect_serial_[static_cast<int>(InspectKind::kCount)]{};
+  std::atomic<bool> inspect_cancel_{false};
 
   // Locking rule: mutex_ guards current_ and nothing else. The worker swaps in a new
   // shared_ptr under it; readers copy the shared_ptr under it and read the Snapshot after

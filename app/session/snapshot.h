@@ -74,6 +74,10 @@ struct Snapshot {
   std::shared_ptr<const ModelSummary> model;  // null until a model is loaded
   std::shared_ptr<const RunStore> run;        // the prompt or run on show; null without a model
   int64_t filled = 0;                         // run->filled() when this was published
+  // Every sample of the latest run so far, seeds S, S+1, ...; the last one is `run`.
+  std::vector<std::shared_ptr<const RunStore>> samples;
+  // How many samples the run was asked for.
+  int samples_wanted = 1;
   RunState state = RunState::kNoModel;
   double tokens_per_s = 0;  // positions per second over the run so far
   double eta_s = 0;         // seconds left at that rate

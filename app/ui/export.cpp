@@ -1,4 +1,4 @@
-// PNG export through the CLI's image encoder and the engine's atomic file set.
+// Export through the apps' shared media encoders (app/media) and the engine's atomic files.
 #include "export.h"
 
 #include <QBuffer>
@@ -11,11 +11,23 @@
 
 namespace ui {
 
-QString export_default_name(const session::Snapshot& s, const QString& prompt_path, uint64_t seed) {
+QString export_default_name(const session::Snapshot& s, const QString& prompt_path, uint64_t seed,
+                            int shown_sample) {
   QString name = s.model ? QFileInfo(QString::fromStdString(s.model->path)).completeBaseName()
                          : QStringLiteral("attnscope");
   if (!prompt_path.isEmpty()) name += QLatin1Char('-') + QFileInfo(prompt_path).completeBaseName();
-  return name + QStringLiteral("-seed%1.png").arg(seed);
+  const attnscope::ModalityKind kind =
+      s.run ? s.run->modality().kind : attnscope::ModalityKind::kImage;
+  const int count = static_cast<int>(s.samples.size());
+  switch (kind) {
+    case attnscope::ModalityKind::kAudio:
+      return name + QStringLiteral("-seed%1.wav").arg(seed + std::max(shown_sample, 0));
+    case attnscope::ModalityKind::kText:
+      return name + QStringLiteral("-seed%1.txt").arg(seed + std::max(shown_sample, 0));
+    default:
+      return count > 1 ? name + QStringLiteral("-seeds%1-%2.png").arg(seed).arg(seed + count - 1)
+                       : name + QStringLiteral("-seed%1.png").arg(seed);
+  }
 }
 
 QString export_scaled_path(const QString& path) {
@@ -39,17 +51,20 @@ attnscope::Status export_completion_png(const session::Snapshot& s, const QStrin
   if (cli::file_suffix(target) != "png")
     return invalid_argument("export '" + target + "': the file name must end in .png");
 
-  const int64_t known = s.run->known(s.filled);
-  std::vector<uint8_t> tokens(static_cast<size_t>(s.run->length()), 0);
-  std::copy(s.run->tokens(), s.run->tokens() + known, tokens.begin());
-  auto native = cli::image_encode_grid({tokens}, m, target);
+  // Every sample of the run (pending positions black); one sample is a grid of one.
+  std::vector<std::vector<uint8_t>> grid;
+  for (const auto& run : s.samples.empty() ? decltype(s.samples){s.run} : s.samples) {
+    const int64_t known = run->known(run == s.run ? s.filled : run->filled());
+    std::vector<uint8_t> tokens(static_cast<size_t>(run->length()), 0);
+    std::copy(run->tokens(), run->tokens() + known, tokens.begin());
+    grid.push_back(std::move(tokens));
+  }
+  auto native = cli::image_encode_grid(grid, m, target);
   if (!native) return native.status();
 
-  QImage img(m.width, m.height, *format);
-  const size_t row = static_cast<size_t>(m.width) * static_cast<size_t>(m.channels);
-  for (int y = 0; y < m.height; ++y)
-    std::memcpy(img.scanLine(y), tokens.data() + row * static_cast<size_t>(y), row);
-  const QImage big = img.scaled(m.width * kExportScale, m.height * kExportScale,
+  QImage img = QImage::fromData(native->data(), static_cast<int>(native->size()), "png");
+  if (img.isNull()) return attnscope::internal_error("cannot decode the grid just encoded");
+  const QImage big = img.scaled(img.width() * kExportScale, img.height() * kExportScale,
                                 Qt::IgnoreAspectRatio, Qt::FastTransformation);
   QByteArray bytes;
   QBuffer buffer(&bytes);
@@ -66,6 +81,30 @@ attnscope::Status export_completion_png(const session::Snapshot& s, const QStrin
       files.add(scaled_path.toStdString(), std::vector<uint8_t>(bytes.begin(), bytes.end())));
   ATTN_RETURN_IF_ERROR(files.commit());
   *written = {path, scaled_path};
+  return attnscope::Status::ok();
+}
+
+attnscope::Status export_output(const session::Snapshot& s, int shown_sample, const QString& path,
+                                QStringList* written) {
+  using attnscope::invalid_argument;
+  if (!s.run) return invalid_argument("there is nothing to export: open a model first");
+  const attnscope::Modality& m = s.run->modality();
+  if (m.kind == attnscope::ModalityKind::kImage) return export_completion_png(s, path, written);
+  const std::string target = path.toStdString();
+  ATTN_RETURN_IF_ERROR(cli::check_output_folder(target));
+  const bool audio = m.kind == attnscope::ModalityKind::kAudio;
+  const std::string suffix = audio ? "wav" : "txt";
+  if (cli::file_suffix(target) != suffix)
+    return invalid_argument("export '" + target + "': the file name must end in ." + suffix);
+  auto run = s.run;
+  if (!s.samples.empty())
+    run = s.samples[static_cast<size_t>(
+        std::clamp(shown_sample, 0, static_cast<int>(s.samples.size()) - 1))];
+  const int64_t known = run->known(run == s.run ? s.filled : run->filled());
+  const std::vector<uint8_t> tokens(run->tokens(), run->tokens() + known);
+  ATTN_RETURN_IF_ERROR(
+      attnscope::atomic_write_file(target, audio ? cli::audio_encode_tokens(tokens, m) : tokens));
+  *written = {path};
   return attnscope::Status::ok();
 }
 

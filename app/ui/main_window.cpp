@@ -17,12 +17,20 @@
 #include <QMimeData>
 #include <QSettings>
 #include <QStandardPaths>
+#include <QStackedWidget>
 #include <QStatusBar>
+#include <QTabWidget>
 
+#include "audio_view.h"
 #include "export.h"
 #include "model_panel.h"
 #include "prompt_panel.h"
 #include "sampling_panel.h"
+#include "attention_view.h"
+#include "lsh_view.h"
+#include "memory_view.h"
+#include "pattern_view.h"
+#include "text_view.h"
 
 namespace ui {
 
@@ -37,7 +45,25 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   setAcceptDrops(true);
   session_ = new session::Session(this);
   canvas_ = new render::Canvas(session_, this);
-  setCentralWidget(canvas_);
+  // The centre shows the view of the open model's modality (show_modality_view).
+  centre_ = new QStackedWidget(this);
+  audio_view_ = new AudioView(session_, centre_);
+  text_view_ = new TextView(session_, centre_);
+  centre_->addWidget(canvas_);
+  centre_->addWidget(audio_view_);
+  centre_->addWidget(text_view_);
+  // Tabs: the output first, then the inspection views.
+  tabs_ = new QTabWidget(this);
+  tabs_->setDocumentMode(true);
+  tabs_->addTab(centre_, tr("Output"));
+  inspect_views_ = {{QStringLiteral("attention"), new AttentionView(session_, tabs_)},
+                    {QStringLiteral("pattern"), new PatternView(session_, tabs_)},
+                    {QStringLiteral("lsh"), new LshView(session_, tabs_)},
+                    {QStringLiteral("memory"), new MemoryView(session_, tabs_)}};
+  const QStringList titles = {tr("Attention"), tr("Pattern"), tr("LSH buckets"), tr("Memory")};
+  for (size_t i = 0; i < inspect_views_.size(); ++i)
+    tabs_->addTab(inspect_views_[i].second, titles[static_cast<int>(i)]);
+  setCentralWidget(tabs_);
   model_panel_ = new ModelPanel(this);
   prompt_ = new PromptPanel(this);
   sampling_ = new SamplingPanel(this);
@@ -58,6 +84,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(prompt_, &PromptPanel::prompt_changed, this, &MainWindow::apply_prompt);
   connect(sampling_, &SamplingPanel::generate_requested, this, &MainWindow::generate);
   connect(sampling_, &SamplingPanel::stop_requested, session_, &session::Session::stop);
+  connect(sampling_, &SamplingPanel::shown_sample_changed, audio_view_, &AudioView::set_sample);
+  connect(sampling_, &SamplingPanel::shown_sample_changed, text_view_, &TextView::set_sample);
 
   read_settings();
   refresh_views();
@@ -88,11 +116,14 @@ void MainWindow::create_actions() {
   QAction* open = file->addAction(tr("&Open model…"), this, &MainWindow::choose_model);
   open->setShortcut(QKeySequence::Open);
   recent_menu_ = file->addMenu(tr("Open &recent"));
-  QAction* prompt = file->addAction(tr("Open &prompt image…"), this, &MainWindow::choose_prompt);
+  QAction* prompt = file->addAction(tr("Open &prompt…"), this, &MainWindow::choose_prompt);
   prompt->setShortcut(QKeySequence(Qt::CTRL | Qt::SHIFT | Qt::Key_O));
   file->addSeparator();
-  QAction* save = file->addAction(tr("&Export completion PNG…"), this, &MainWindow::choose_export);
+  QAction* save = file->addAction(tr("&Export output…"), this, &MainWindow::choose_export);
   save->setShortcut(QKeySequence::Save);
+  QAction* view_export =
+      file->addAction(tr("Export current &view…"), this, &MainWindow::choose_view_export);
+  view_export->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
   file->addSeparator();
   QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
@@ -163,14 +194,35 @@ void MainWindow::on_model_loaded(const QString& path) {
   const auto s = session_->snapshot();
   if (!s->model) return;
   attnscope::Status st = prompt_->set_modality(s->model->config.modality);
-  if (!st) show_error(tr("Prompt image"), QString::fromStdString(st.message()));
+  if (!st) show_error(tr("Prompt"), QString::fromStdString(st.message()));
+  show_modality_view();
   apply_prompt();
+}
+
+QWidget* MainWindow::current_view() const {
+  return centre_->currentWidget();
+}
+
+void MainWindow::show_modality_view() {
+  const auto s = session_->snapshot();
+  if (!s->model) return;
+  switch (s->model->config.modality.kind) {
+    case attnscope::ModalityKind::kImage:
+      centre_->setCurrentWidget(canvas_);
+      break;
+    case attnscope::ModalityKind::kAudio:
+      centre_->setCurrentWidget(audio_view_);
+      break;
+    case attnscope::ModalityKind::kText:
+      centre_->setCurrentWidget(text_view_);
+      break;
+  }
 }
 
 bool MainWindow::open_prompt(const QString& path) {
   attnscope::Status st = prompt_->load(path);
   if (!st) {
-    show_error(tr("Prompt image"), QString::fromStdString(st.message()));
+    show_error(tr("Prompt"), QString::fromStdString(st.message()));
     return false;
   }
   last_dir_ = QFileInfo(path).absolutePath();
@@ -179,16 +231,17 @@ bool MainWindow::open_prompt(const QString& path) {
 
 void MainWindow::apply_prompt() {
   if (!session_->snapshot()->model) return;
-  session_->set_prompt(prompt_->tokens(), prompt_->tokens().empty() ? 0 : prompt_->keep_rows());
+  session_->set_prompt_tokens(prompt_->kept_tokens());
 }
 
 void MainWindow::generate() {
-  session_->generate(sampling_->params());
+  session_->generate(sampling_->params(), sampling_->samples());
 }
 
 bool MainWindow::export_to(const QString& path) {
   QStringList written;
-  attnscope::Status st = export_completion_png(*session_->snapshot(), path, &written);
+  attnscope::Status st =
+      export_output(*session_->snapshot(), sampling_->shown_sample(), path, &written);
   if (!st) {
     show_error(tr("Export"), QString::fromStdString(st.message()));
     return false;
@@ -207,8 +260,12 @@ void MainWindow::choose_model() {
 }
 
 void MainWindow::choose_prompt() {
+  const auto s = session_->snapshot();
+  const bool audio = s->model && s->model->config.modality.kind == attnscope::ModalityKind::kAudio;
   const QString path = QFileDialog::getOpenFileName(
-      this, tr("Open prompt image"), last_dir_, tr("Images (*.png *.jpg *.jpeg);;All files (*)"),
+      this, audio ? tr("Open prompt clip") : tr("Open prompt image"), last_dir_,
+      audio ? tr("WAV clips (*.wav);;All files (*)")
+            : tr("Images (*.png *.jpg *.jpeg);;All files (*)"),
       nullptr, QFileDialog::DontUseNativeDialog);
   if (!path.isEmpty()) open_prompt(path);
 }
@@ -216,7 +273,7 @@ void MainWindow::choose_prompt() {
 void MainWindow::choose_export() {
   const auto s = session_->snapshot();
   if (!s->run) {
-    show_error(tr("Export"), tr("There is no image to export: open a model first (Ctrl+O)."));
+    show_error(tr("Export"), tr("There is nothing to export: open a model first (Ctrl+O)."));
     return;
   }
   QSettings settings;
@@ -224,13 +281,76 @@ void MainWindow::choose_export() {
                           .value(QStringLiteral("export/dir"),
                                  QStandardPaths::writableLocation(QStandardPaths::PicturesLocation))
                           .toString();
-  const QString name = export_default_name(*s, prompt_->path(), sampling_->params().seed);
-  const QString path = QFileDialog::getSaveFileName(
-      this, tr("Export completion (a %1x copy is written beside it)").arg(kExportScale),
-      QDir(dir).filePath(name), tr("PNG images (*.png)"), nullptr,
-      QFileDialog::DontUseNativeDialog);
+  const QString name =
+      export_default_name(*s, prompt_->path(), sampling_->params().seed, sampling_->shown_sample());
+  QString title = tr("Export completion (a %1x copy is written beside it)").arg(kExportScale);
+  QString filter = tr("PNG images (*.png)");
+  if (s->run->modality().kind == attnscope::ModalityKind::kAudio) {
+    title = tr("Export audio (16-bit PCM WAV)");
+    filter = tr("WAV audio (*.wav)");
+  } else if (s->run->modality().kind == attnscope::ModalityKind::kText) {
+    title = tr("Export text (UTF-8 bytes as generated)");
+    filter = tr("Text (*.txt)");
+  }
+  const QString path = QFileDialog::getSaveFileName(this, title, QDir(dir).filePath(name), filter,
+                                                    nullptr, QFileDialog::DontUseNativeDialog);
   if (path.isEmpty()) return;
   if (export_to(path))
+    settings.setValue(QStringLiteral("export/dir"), QFileInfo(path).absolutePath());
+}
+
+InspectView* MainWindow::inspect_view(const QString& name) const {
+  for (const auto& [n, v] : inspect_views_)
+    if (n == name) return v;
+  return nullptr;
+}
+
+bool MainWindow::show_view(const QString& name) {
+  if (name == QLatin1String("canvas")) {
+    tabs_->setCurrentWidget(centre_);
+    return true;
+  }
+  InspectView* v = inspect_view(name);
+  if (v) tabs_->setCurrentWidget(v);
+  return v != nullptr;
+}
+
+bool MainWindow::views_pending() const {
+  for (const auto& [n, v] : inspect_views_)
+    if (v->isVisible() && v->pending()) return true;
+  return false;
+}
+
+bool MainWindow::export_view_to(const QString& path) {
+  auto* v = qobject_cast<InspectView*>(tabs_->currentWidget());
+  if (!v) return false;
+  QStringList written;
+  attnscope::Status st = v->export_to(path, &written);
+  if (!st) {
+    show_error(tr("Export view"), QString::fromStdString(st.message()));
+    return false;
+  }
+  statusBar()->showMessage(tr("Wrote %1").arg(written.join(QStringLiteral(", "))), 8000);
+  return true;
+}
+
+// Ctrl+E: the inspection tab on show, or the output (Ctrl+S) when the output tab is on show.
+void MainWindow::choose_view_export() {
+  auto* v = qobject_cast<InspectView*>(tabs_->currentWidget());
+  if (!v) {
+    choose_export();
+    return;
+  }
+  QSettings settings;
+  const QString dir = settings
+                          .value(QStringLiteral("export/dir"),
+                                 QStandardPaths::writableLocation(QStandardPaths::PicturesLocation))
+                          .toString();
+  const QString path = QFileDialog::getSaveFileName(
+      this, tr("Export view"), QDir(dir).filePath(v->export_name()), tr("PNG images (*.png)"),
+      nullptr, QFileDialog::DontUseNativeDialog);
+  if (path.isEmpty()) return;
+  if (export_view_to(path))
     settings.setValue(QStringLiteral("export/dir"), QFileInfo(path).absolutePath());
 }
 

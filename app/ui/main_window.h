@@ -5,6 +5,8 @@
 
 #include <QMainWindow>
 #include <QStringList>
+#include <utility>
+#include <vector>
 
 #include "attnscope/status.h"
 #include "render/canvas.h"
@@ -12,12 +14,18 @@
 
 class QLabel;
 class QMenu;
+class QStackedWidget;
+class QTabWidget;
 
 namespace ui {
 
+class InspectView;
+
+class AudioView;
 class ModelPanel;
 class PromptPanel;
 class SamplingPanel;
+class TextView;
 
 class MainWindow : public QMainWindow {
   Q_OBJECT
@@ -28,6 +36,19 @@ class MainWindow : public QMainWindow {
 
   session::Session* session() const { return session_; }
   render::Canvas* canvas() const { return canvas_; }
+  AudioView* audio_view() const { return audio_view_; }
+  TextView* text_view() const { return text_view_; }
+  // The centre's page on show: the canvas, the audio view or the text view.
+  QWidget* current_view() const;
+  // The inspection tabs beside the output: "attention", "pattern", "lsh", "memory".
+  QTabWidget* tabs() const { return tabs_; }
+  InspectView* inspect_view(const QString& name) const;
+  // Brings the tab named by --view forward ("canvas" is the output tab); false if unknown.
+  bool show_view(const QString& name);
+  // An inspection tab on show still waits for its result (scripted screenshots wait).
+  bool views_pending() const;
+  // Exports the inspection tab on show to path; an error message on failure.
+  bool export_view_to(const QString& path);
   PromptPanel* prompt_panel() const { return prompt_; }
   SamplingPanel* sampling_panel() const { return sampling_; }
 
@@ -36,7 +57,8 @@ class MainWindow : public QMainWindow {
   // Reads a prompt image for the open model; an error message on failure.
   bool open_prompt(const QString& path);
   void generate();
-  // Writes the completion as path (PNG) and its scaled copy; an error message on failure.
+  // Writes the output as path: images as PNG (the grid of every sample) and its scaled copy,
+  // audio as WAV, text as .txt (the sample on show); an error message on failure.
   bool export_to(const QString& path);
   QStringList recent_files() const { return recent_; }
 
@@ -57,6 +79,7 @@ class MainWindow : public QMainWindow {
   void show_error(const QString& title, const QString& message);
   void refresh_views();
   void apply_prompt();
+  void show_modality_view();
   void on_model_loaded(const QString& path);
   void add_recent(const QString& path);
   void rebuild_recent_menu();
@@ -68,6 +91,12 @@ class MainWindow : public QMainWindow {
 
   session::Session* session_;
   render::Canvas* canvas_;
+  QStackedWidget* centre_;
+  QTabWidget* tabs_;
+  std::vector<std::pair<QString, InspectView*>> inspect_views_;
+  void choose_view_export();
+  AudioView* audio_view_;
+  TextView* text_view_;
   ModelPanel* model_panel_;
   PromptPanel* prompt_;
   SamplingPanel* sampling_;

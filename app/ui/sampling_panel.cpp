@@ -33,6 +33,16 @@ SamplingPanel::SamplingPanel(QWidget* parent) : QWidget(parent) {
   form->addRow(tr("Top-k"), top_k_);
   form->addRow(tr("Top-p"), top_p_);
   form->addRow(tr("Seed"), seed_);
+  samples_ = new QSpinBox(this);
+  samples_->setRange(1, 64);
+  samples_->setToolTip(tr("How many samples, with seeds S, S+1, ...; images show them in a grid"));
+  form->addRow(tr("Samples"), samples_);
+  shown_ = new QSpinBox(this);
+  shown_->setRange(1, 1);
+  shown_->setToolTip(tr("Which sample the audio and text views show"));
+  form->addRow(tr("Show sample"), shown_);
+  connect(shown_, &QSpinBox::valueChanged, this,
+          [this](int v) { emit shown_sample_changed(v - 1); });
   layout->addLayout(form);
 
   auto* buttons = new QHBoxLayout;
@@ -74,8 +84,31 @@ void SamplingPanel::set_params(const attnscope::SamplingParams& p) {
   seed_->setValue(static_cast<int>(std::min<uint64_t>(p.seed, std::numeric_limits<int>::max())));
 }
 
+int SamplingPanel::samples() const {
+  return samples_->value();
+}
+
+void SamplingPanel::set_samples(int n) {
+  samples_->setValue(n);
+}
+
+int SamplingPanel::shown_sample() const {
+  return shown_->value() - 1;
+}
+
+void SamplingPanel::set_shown_sample(int index) {
+  shown_->setValue(index + 1);
+}
+
 void SamplingPanel::show_snapshot(const session::Snapshot& s) {
   const bool running = s.state == session::RunState::kRunning;
+  // New samples appear as the run reaches them; while it goes, the newest is followed.
+  const int have = std::max<int>(1, static_cast<int>(s.samples.size()));
+  const bool follow = running && shown_->value() == shown_->maximum();
+  shown_->setMaximum(have);
+  if (follow) shown_->setValue(have);
+  shown_->setSuffix(tr(" of %1").arg(have));
+
   generate_->setEnabled(s.model && !running);
   stop_->setEnabled(running);
   if (!s.run) {

@@ -1,16 +1,19 @@
 // The attnscope window driven as a user under Xvfb (xcb): open a model and a prompt image,
 // generate, read the canvas back and compare pixels, hover for the inspector's distribution,
-// Stop within 200 ms, error dialogs for corrupt files, Ctrl+S export, and the colormap table
-// shared by C++ and the shader.
+// Stop within 200 ms, error dialogs for corrupt files, Ctrl+S export, the colormap table
+// shared by C++ and the shader; an audio model with a WAV prompt (audio view, WAV export), a
+// text model with a typed prompt, and four image samples in a grid.
 #include <QAction>
 #include <QApplication>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
 #include <QFileDialog>
+#include <QLabel>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QMouseEvent>
+#include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRegularExpression>
@@ -20,12 +23,24 @@
 #include <QtTest>
 #include <cstdio>
 
+#include "attnscope/audio.h"
+#include "attnscope/generate.h"
 #include "attnscope/safetensors.h"
 #include "render/canvas.h"
 #include "render/colormap.h"
+#include "ui/audio_view.h"
+#include "ui/export.h"
 #include "ui/main_window.h"
+#include "render/palette.h"
+#include "ui/attention_view.h"
+#include "ui/lsh_view.h"
+#include "ui/memory_view.h"
+#include "ui/pattern_view.h"
+#include "attnscope/inspect.h"
+#include <QLabel>
 #include "ui/prompt_panel.h"
 #include "ui/sampling_panel.h"
+#include "ui/text_view.h"
 
 using namespace attnscope;
 using session::RunState;
@@ -41,6 +56,26 @@ QString make_model(const QTemporaryDir& dir, const QString& name, const std::str
   cfg.dim = dim;
   cfg.heads = 4;
   cfg.seed = 5;
+  if (!config_resolve(cfg)) return {};
+  InitOptions opt;
+  opt.seed = 5;
+  opt.zero_logits = false;
+  const QString path = dir.filePath(name);
+  if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
+  return path;
+}
+
+// A model of any family with freshly initialised weights and random logits.
+QString make_family_model(const QTemporaryDir& dir, const QString& name, Family family,
+                          const std::string& modality) {
+  ModelConfig cfg;
+  cfg.family = family;
+  cfg.modality = *modality_parse(modality);
+  cfg.layers = 2;
+  cfg.dim = 32;
+  cfg.heads = 4;
+  cfg.seed = 5;
+  if (family == Family::kReformer) cfg.lsh.chunk = 16;
   if (!config_resolve(cfg)) return {};
   InitOptions opt;
   opt.seed = 5;
@@ -318,6 +353,221 @@ class TestGui : public QObject {
     QCOMPARE(later.recent_files(), recent);
   }
 
+  void inspection_views_render_after_a_run() {
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(tiny_);
+    QVERIFY(loaded.wait(10000));
+    QTRY_VERIFY(window_->sampling_panel()->generate_button()->isEnabled());
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    window_->generate();
+    QVERIFY(ended.wait(30000));
+    for (const QString& name : {QStringLiteral("attention"), QStringLiteral("pattern"),
+                                QStringLiteral("memory")}) {
+      QVERIFY(window_->show_view(name));
+      ui::InspectView* v = window_->inspect_view(name);
+      QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 60000);
+      QVERIFY2(v->result()->error.empty(), qPrintable(QString::fromStdString(v->result()->error)));
+      const QImage img = v->grab().toImage();
+      QSet<QRgb> colours;
+      for (int y = 0; y < img.height(); y += 2)
+        for (int x = 0; x < img.width(); x += 2) colours.insert(img.pixel(x, y));
+      // Content, not a blank panel: many distinct colours.
+      QVERIFY2(colours.size() > 8, qPrintable(name));
+    }
+  }
+
+  void attention_heatmap_is_brightest_where_the_engine_attends_most() {
+    QVERIFY(window_->show_view(QStringLiteral("attention")));
+    auto* v = static_cast<ui::AttentionView*>(window_->inspect_view(QStringLiteral("attention")));
+    v->set_layer(1);
+    v->set_head(2);
+    const int64_t query = 100;
+    v->set_query(query);
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && v->result()->request.query == query &&
+                                 v->result()->request.layer == 1 && !window_->views_pending(),
+                             30000);
+    // The engine's row for the same query, computed here.
+    const auto snap = window_->session()->snapshot();
+    auto loaded = safetensors_load(tiny_.toStdString());
+    QVERIFY(loaded.has_value());
+    auto model = model_create(loaded->cfg, std::move(loaded->weights));
+    QVERIFY(model.has_value() && *model);
+    AttnRow row;
+    QVERIFY(inspect_attention_row(**model, snap->run->tokens(), snap->run->known(snap->filled), 1,
+                                  query, &row));
+    // Dense, 3 channels: key j is pixel j / 3; head 2's weight summed per pixel.
+    std::vector<double> per_pixel(64, 0.0);
+    for (int64_t j = 0; j < row.keys; ++j)
+      per_pixel[static_cast<size_t>(j / 3)] += row.weights[static_cast<size_t>(2 * row.keys + j)];
+    const int top = static_cast<int>(std::max_element(per_pixel.begin(), per_pixel.end()) -
+                                     per_pixel.begin());
+    const QPoint want(top % 8, top / 8);
+    const render::Field& f = v->field_view()->field();
+    QCOMPARE(f.values[static_cast<size_t>(top)], 1.0f);
+    // On screen: the top pixel has viridis(1), the colour of the largest weight (the shader
+    // works in floats, C++ in doubles: 2/255 apart at most).
+    const QImage frame = v->field_view()->grabFramebuffer();
+    const QPointF c = v->field_view()->pixel_rect(want.x(), want.y()).center();
+    const QColor got = frame.pixelColor(static_cast<int>(c.x()), static_cast<int>(c.y()));
+    const render::Rgb8 hi = render::viridis(1.0);
+    QVERIFY2(std::abs(got.red() - hi.r) <= 2 && std::abs(got.green() - hi.g) <= 2 &&
+                 std::abs(got.blue() - hi.b) <= 2,
+             qPrintable(got.name()));
+    // The heat is the engine's row mapped per pixel: the positions after the query get none.
+    QCOMPARE(f.values[static_cast<size_t>(query / 3 + 1)], 0.0f);
+  }
+
+  void attention_heat_spreads_pooled_keys() {
+    // Hourglass at factor 3: key j pools positions 3j - 2 .. 3j (clipped at 0); four keys of
+    // weight 1/4 over 3-channel pixels of a 4-pixel row.
+    AttnRow row;
+    row.heads = 1;
+    row.keys = 4;
+    row.key_offset = -2;
+    row.key_stride = 3;
+    row.weights = {0.25f, 0.25f, 0.25f, 0.25f};
+    ui::PixelMap map;
+    map.w = 4;
+    map.h = 1;
+    map.channels = 3;
+    const std::vector<float> heat = ui::attention_heat(row, -1, map);
+    const double third = 0.25 / 3;
+    // Tolerance: float sums of a few terms.
+    QVERIFY(std::abs(heat[0] - (0.25 + 2 * third)) < 1e-6);
+    QVERIFY(std::abs(heat[1] - 3 * third) < 1e-6);
+    QVERIFY(std::abs(heat[2] - 3 * third) < 1e-6);
+    QVERIFY(std::abs(heat[3] - third) < 1e-6);
+  }
+
+  void attention_and_pattern_export_pngs() {
+    for (const QString& name : {QStringLiteral("attention"), QStringLiteral("pattern")}) {
+      QVERIFY(window_->show_view(name));
+      ui::InspectView* v = window_->inspect_view(name);
+      QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 30000);
+      QVERIFY(v->export_name().endsWith(QStringLiteral(".png")));
+      QVERIFY(v->export_name().startsWith(QStringLiteral("tiny-") + name));
+      const QString path = dir_.filePath(v->export_name());
+      QVERIFY(window_->export_view_to(path));
+      QImage img(path);
+      QVERIFY(!img.isNull());
+      QVERIFY(img.width() >= 256 && img.width() == img.height());
+      QSet<QRgb> colours;
+      for (int y = 0; y < img.height(); y += 4)
+        for (int x = 0; x < img.width(); x += 4) colours.insert(img.pixel(x, y));
+      QVERIFY(colours.size() >= 2);
+    }
+  }
+
+  void ctrl_e_exports_the_view_on_show() {
+    QVERIFY(window_->show_view(QStringLiteral("pattern")));
+    ui::InspectView* v = window_->inspect_view(QStringLiteral("pattern"));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 30000);
+    const QString target = dir_.filePath(QStringLiteral("pattern-by-ctrl-e.png"));
+    QString suggested;
+    QTimer dialog_driver;
+    dialog_driver.setInterval(20);
+    connect(&dialog_driver, &QTimer::timeout, this, [&] {
+      if (auto* d = qobject_cast<QFileDialog*>(QApplication::activeModalWidget())) {
+        dialog_driver.stop();
+        suggested = d->selectedFiles().value(0);
+        d->selectFile(target);
+        QMetaObject::invokeMethod(d, "accept", Qt::QueuedConnection);
+      }
+    });
+    dialog_driver.start();
+    window_->activateWindow();
+    QVERIFY(QTest::qWaitForWindowActive(window_.get()));
+    QTest::keyClick(window_.get(), Qt::Key_E, Qt::ControlModifier);
+    QTRY_VERIFY(QFile::exists(target));
+    QVERIFY2(suggested.endsWith(v->export_name()), qPrintable(suggested));
+    QVERIFY(!QImage(target).isNull());
+  }
+
+  void pattern_density_label_matches_the_engine() {
+    QVERIFY(window_->show_view(QStringLiteral("pattern")));
+    auto* v = static_cast<ui::PatternView*>(window_->inspect_view(QStringLiteral("pattern")));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 30000);
+    const ModelConfig cfg = window_->session()->snapshot()->model->config;
+    PatternImage p;
+    QVERIFY(inspect_pattern(cfg, 0, 0, cfg.seq_len(), 256, &p));
+    QCOMPARE(v->density_label()->text(), ui::pattern_density_text(p.density));
+  }
+
+  void lsh_view_explains_itself_on_a_dense_model() {
+    QVERIFY(window_->show_view(QStringLiteral("lsh")));
+    auto* v = static_cast<ui::LshView*>(window_->inspect_view(QStringLiteral("lsh")));
+    QTRY_VERIFY(v->message()->isVisible());
+    QVERIFY(v->message()->text().contains(QStringLiteral("needs a Reformer model")));
+    QVERIFY(!v->field_view()->isVisible());
+  }
+
+  void lsh_view_shows_buckets_on_a_reformer_model() {
+    const QString path = make_family_model(dir_, QStringLiteral("lsh.safetensors"),
+                                           Family::kReformer, "image:8x8x3");
+    QVERIFY(!path.isEmpty());
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(path);
+    QVERIFY(loaded.wait(10000));
+    QTRY_VERIFY(window_->sampling_panel()->generate_button()->isEnabled());
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    window_->generate();
+    QVERIFY(ended.wait(30000));
+    QVERIFY(window_->show_view(QStringLiteral("lsh")));
+    auto* v = static_cast<ui::LshView*>(window_->inspect_view(QStringLiteral("lsh")));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && v->result()->model &&
+                                 v->result()->model->path == path.toStdString() &&
+                                 !window_->views_pending(),
+                             30000);
+    QVERIFY2(v->result()->error.empty(), v->result()->error.c_str());
+    QVERIFY(!v->message()->isVisible());
+    QVERIFY(v->field_view()->isVisible());
+    const LshInspect& l = v->result()->lsh;
+    QCOMPARE(l.n, int64_t(192));
+    // Head 0, round 0: pixel i shows the bucket of its first channel, in the palette colour.
+    const QImage frame = v->field_view()->grabFramebuffer();
+    QSet<int> buckets;
+    for (int i = 0; i < 64; ++i) {
+      const int b = l.buckets[static_cast<size_t>(i * 3)];
+      buckets.insert(b);
+      QCOMPARE(v->field_view()->field().values[static_cast<size_t>(i)], float(b));
+      const QPointF c = v->field_view()->pixel_rect(i % 8, i / 8).center();
+      const QColor got = frame.pixelColor(static_cast<int>(c.x()), static_cast<int>(c.y()));
+      const render::Rgb8 want = render::bucket_color(b);
+      QVERIFY2(std::abs(got.red() - want.r) <= 2 && std::abs(got.green() - want.g) <= 2 &&
+                   std::abs(got.blue() - want.b) <= 2,
+               qPrintable(QStringLiteral("pixel %1: %2, bucket %3").arg(i).arg(got.name()).arg(b)));
+    }
+    QVERIFY(buckets.size() > 1);
+    QCOMPARE(static_cast<int>(l.kept_mass.size()), 4);
+    for (double k : l.kept_mass) QVERIFY(k > 0 && k <= 1.0 + 1e-9);
+  }
+
+  void memory_export_writes_png_and_csv() {
+    QVERIFY(window_->show_view(QStringLiteral("memory")));
+    auto* v = window_->inspect_view(QStringLiteral("memory"));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 60000);
+    const QString png = dir_.filePath(QStringLiteral("memory.png"));
+    QVERIFY(window_->export_view_to(png));
+    QImage img(png);
+    QCOMPARE(img.size(), QSize(1400, 800));
+    QFile csv(dir_.filePath(QStringLiteral("memory.csv")));
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const QStringList lines = QString::fromUtf8(csv.readAll()).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+    QCOMPARE(lines.value(0), QStringLiteral("family,length,category,estimate_bytes,measured_bytes"));
+    int measured = 0, dense_rows = 0;
+    for (int i = 1; i < lines.size(); ++i) {
+      const QStringList f = lines[i].split(QLatin1Char(','));
+      QCOMPARE(f.size(), 5);
+      bool ok = false;
+      QVERIFY(f[1].toLongLong(&ok) > 0 && ok);
+      QVERIFY(f[3].toDouble(&ok) >= 0 && ok);
+      if (!f[4].isEmpty()) ++measured;
+      if (f[0] == QLatin1String("dense")) ++dense_rows;
+    }
+    QVERIFY(measured > 0);
+    QVERIFY(dense_rows > 0);
+  }
+
   void colormap_matches_the_shader() {
     QFile f(QStringLiteral(":/shaders/colormap.glsl"));
     QVERIFY(f.open(QIODevice::ReadOnly));
@@ -337,6 +587,187 @@ class TestGui : public QObject {
     const render::Rgb8 lo = render::viridis(0), hi = render::viridis(1);
     QVERIFY(std::abs(lo.r - 68) <= 5 && std::abs(lo.g - 1) <= 5 && std::abs(lo.b - 84) <= 5);
     QVERIFY(std::abs(hi.r - 253) <= 5 && std::abs(hi.g - 231) <= 5 && std::abs(hi.b - 37) <= 5);
+  }
+
+  void audio_model_with_a_wav_prompt() {
+    const QString model =
+        make_model(dir_, QStringLiteral("audio.safetensors"), "audio:8000:0.25", 2, 32);
+    QVERIFY(!model.isEmpty());
+    // The prompt: 0.5 s of a 440 Hz sine at 16 kHz, so it is resampled to the model's 8 kHz.
+    AudioClip clip;
+    clip.rate = 16000;
+    for (int i = 0; i < 8000; ++i)
+      clip.samples.push_back(0.5f * static_cast<float>(std::sin(2 * M_PI * 440 * i / 16000.0)));
+    const QString wav = dir_.filePath(QStringLiteral("sine.wav"));
+    QVERIFY(audio_wav_write(wav.toStdString(), clip));
+    // The file's samples (16-bit, as written), resampled and mu-law coded.
+    auto written = audio_wav_read(wav.toStdString());
+    QVERIFY(written.has_value());
+    const std::vector<uint8_t> coded =
+        audio_mulaw_encode(audio_resample_linear(written->samples, 16000, 8000));
+
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(model);
+    QVERIFY(loaded.wait(10000));
+    QCOMPARE(window_->current_view(), static_cast<QWidget*>(window_->audio_view()));
+    QVERIFY(window_->open_prompt(wav));
+    QVERIFY2(window_->prompt_panel()->message().contains(QStringLiteral("resampled")),
+             qPrintable(window_->prompt_panel()->message()));
+    QCOMPARE(window_->prompt_panel()->keep_seconds(), 0.125);  // half the model's length
+    window_->prompt_panel()->set_keep_seconds(0.1);
+    QTRY_VERIFY(window_->session()->snapshot()->run->prompt_length() == 800);
+    window_->sampling_panel()->set_samples(1);
+
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    QTest::mouseClick(window_->sampling_panel()->generate_button(), Qt::LeftButton);
+    QVERIFY(ended.wait(30000));
+    QCOMPARE(ended.at(0).at(0).value<RunState>(), RunState::kFinished);
+    const auto s = window_->session()->snapshot();
+    QCOMPARE(s->run->length(), int64_t(2000));
+    QVERIFY(std::equal(coded.begin(), coded.begin() + 800, s->run->tokens()));
+
+    // The view holds every sample, decoded; its waveform has the prompt's colour left of the
+    // cut and the generation's right of it; the spectrogram has more than a few colours.
+    ui::AudioView* view = window_->audio_view();
+    QTRY_COMPARE(view->samples().size(), size_t(2000));
+    QCOMPARE(view->prompt_samples(), int64_t(800));
+    QCOMPARE(view->playhead(), int64_t(-1));
+    QCOMPARE(view->samples()[100], audio_mulaw_decode(coded[100]));
+    QVERIFY(!view->spectrogram().isNull());
+    QSet<QRgb> colours;
+    for (int x = 0; x < view->spectrogram().width(); ++x)
+      for (int y = 0; y < view->spectrogram().height(); ++y)
+        colours.insert(view->spectrogram().pixel(x, y));
+    QVERIFY2(colours.size() > 20, qPrintable(QString::number(colours.size())));
+    const QImage plot = view->plot()->grab().toImage();
+    const QRect wave = view->waveform_rect();
+    int prompt_px = 0, generated_px = 0;
+    for (int x = wave.left(); x <= wave.right(); ++x)
+      for (int y = wave.top(); y <= wave.bottom(); ++y) {
+        const QColor c = plot.pixelColor(x, y);
+        const bool left = x < wave.left() + wave.width() * 2 / 5;  // the prompt: 0.1 of 0.25 s
+        if (c == QColor(90, 160, 255) && left) ++prompt_px;
+        if (c == QColor(255, 170, 60) && !left) ++generated_px;
+      }
+    QVERIFY2(prompt_px > 100 && generated_px > 100,
+             qPrintable(QStringLiteral("%1 prompt, %2 generated").arg(prompt_px).arg(generated_px)));
+    // Play is on, or off with the reason in its tooltip and a visible label.
+    if (!view->play_button()->isEnabled()) {
+      QVERIFY(!view->play_button()->toolTip().isEmpty());
+      QVERIFY(view->play_note()->isVisibleTo(view));
+      QVERIFY(!view->play_note()->text().isEmpty());
+    }
+
+    // Export: a 16-bit WAV of all 2000 samples at the model's rate, named after the seed.
+    QVERIFY(ui::export_default_name(*s, wav, 0).endsWith(QStringLiteral("-sine-seed0.wav")));
+    const QString out = dir_.filePath(QStringLiteral("audio-out.wav"));
+    QVERIFY(window_->export_to(out));
+    auto back = audio_wav_read(out.toStdString());
+    QVERIFY(back.has_value());
+    QCOMPARE(back->rate, 8000);
+    QCOMPARE(back->samples.size(), size_t(2000));
+    for (size_t i = 0; i < 2000; i += 97)  // 16-bit PCM: within one step of 1/32767
+      QVERIFY(std::abs(back->samples[i] - audio_mulaw_decode(s->run->token(static_cast<int64_t>(i)))) <
+              1.5f / 32767);
+  }
+
+  void text_model_with_a_typed_prompt() {
+    const QString model = make_model(dir_, QStringLiteral("text.safetensors"), "text:64", 2, 32);
+    QVERIFY(!model.isEmpty());
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(model);
+    QVERIFY(loaded.wait(10000));
+    QCOMPARE(window_->current_view(), static_cast<QWidget*>(window_->text_view()));
+    const QString typed = QStringLiteral("héllo, ");
+    window_->prompt_panel()->set_text(typed);
+    QTRY_VERIFY(window_->session()->snapshot()->run->prompt_length() == typed.toUtf8().size());
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    QTest::mouseClick(window_->sampling_panel()->generate_button(), Qt::LeftButton);
+    QVERIFY(ended.wait(30000));
+    ui::TextView* view = window_->text_view();
+    QTRY_VERIFY(view->editor()->toPlainText().size() > typed.size());
+    QVERIFY(view->editor()->toPlainText().startsWith(typed));
+    QCOMPARE(view->prompt_chars(), typed.size());
+    // Invalid UTF-8 shows as U+FFFD; control bytes as their pictures.
+    const uint8_t odd[] = {'a', 0xFF, 0x01, 'b'};
+    QCOMPARE(ui::text_view_decode(odd, 4), QStringLiteral("a\uFFFD\u2401b"));
+    // A prompt longer than the model is cut to it, with a message.
+    window_->prompt_panel()->set_text(QString(100, QLatin1Char('x')));
+    QVERIFY(window_->prompt_panel()->message().contains(QStringLiteral("cut")));
+    QTRY_VERIFY(window_->session()->snapshot()->run->prompt_length() == 64);
+    window_->prompt_panel()->set_text(typed);
+    QTRY_VERIFY(window_->session()->snapshot()->run->prompt_length() == typed.toUtf8().size());
+    QTest::mouseClick(window_->sampling_panel()->generate_button(), Qt::LeftButton);
+    QVERIFY(ended.wait(30000));
+    const QString out = dir_.filePath(QStringLiteral("text-out.txt"));
+    QVERIFY(window_->export_to(out));
+    QFile f(out);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QByteArray bytes = f.readAll();
+    QCOMPARE(bytes.size(), 64);
+    QVERIFY(bytes.startsWith(typed.toUtf8()));
+  }
+
+  void four_image_samples_in_a_grid() {
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(tiny_);
+    QVERIFY(loaded.wait(10000));
+    QCOMPARE(window_->current_view(), static_cast<QWidget*>(window_->canvas()));
+    QVERIFY(window_->open_prompt(prompt_));
+    window_->prompt_panel()->set_keep_rows(4);
+    QTRY_VERIFY(window_->session()->snapshot()->run->prompt_length() == 4 * 8 * 3);
+    attnscope::SamplingParams p = window_->sampling_panel()->params();
+    p.seed = 21;
+    window_->sampling_panel()->set_params(p);
+    window_->sampling_panel()->set_samples(4);
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    QTest::mouseClick(window_->sampling_panel()->generate_button(), Qt::LeftButton);
+    QVERIFY(ended.wait(30000));
+    QCOMPARE(ended.at(0).at(0).value<RunState>(), RunState::kFinished);
+    const auto s = window_->session()->snapshot();
+    QCOMPARE(s->samples.size(), size_t(4));
+    // ceil(sqrt 4) = 2 columns of 8 pixels with a 2-pixel gap.
+    QCOMPARE(render::Canvas::grid_size(*s), QSize(18, 18));
+
+    auto file = safetensors_load(tiny_.toStdString());
+    QVERIFY(file.has_value());
+    auto model = model_create(file->cfg, std::move(file->weights));
+    QVERIFY(model.has_value());
+    window_->findChild<QAction*>(QStringLiteral("action-mark-prompt"))->setChecked(false);
+    window_->findChild<QAction*>(QStringLiteral("action-overlay"))->setChecked(false);
+    render::Canvas* canvas = window_->canvas();
+    canvas->fit();
+    const QImage frame = canvas->grabFramebuffer();
+    for (int k = 0; k < 4; ++k) {
+      GenerateRequest req;
+      req.prompt.assign(s->run->tokens(), s->run->tokens() + 96);
+      req.sampling = p;
+      req.sampling.seed = 21 + static_cast<uint64_t>(k);
+      auto expected = generate(**model, req);
+      QVERIFY(expected.has_value());
+      const auto& run = s->samples[static_cast<size_t>(k)];
+      QVERIFY2(std::equal(expected->begin(), expected->end(), run->tokens()),
+               qPrintable(QStringLiteral("sample %1 is not seed %2").arg(k).arg(21 + k)));
+      // Its pixel (3, 6) on the canvas, in its grid cell.
+      const int x = (k % 2) * 10 + 3, y = (k / 2) * 10 + 6;
+      const int64_t at = (6 * 8 + 3) * 3;
+      QCOMPARE(canvas_color(frame, canvas, x, y),
+               QColor(run->token(at), run->token(at + 1), run->token(at + 2)));
+    }
+    QCOMPARE(canvas_color(frame, canvas, 8, 3), QColor(0, 0, 0));  // the gap
+    window_->findChild<QAction*>(QStringLiteral("action-overlay"))->setChecked(true);
+    window_->findChild<QAction*>(QStringLiteral("action-mark-prompt"))->setChecked(true);
+
+    // The export is the grid, as attnscope-cli generate --samples writes it.
+    QVERIFY(ui::export_default_name(*s, prompt_, 21).endsWith(QStringLiteral("-seeds21-24.png")));
+    const QString out = dir_.filePath(QStringLiteral("grid.png"));
+    QVERIFY(window_->export_to(out));
+    const QImage grid(out);
+    QCOMPARE(grid.size(), QSize(18, 18));
+    const auto& last = s->samples[3];
+    QCOMPARE(grid.pixelColor(13, 16), QColor(last->token(153), last->token(154), last->token(155)));
+    QCOMPARE(QImage(dir_.filePath(QStringLiteral("grid-8x.png"))).size(), QSize(144, 144));
+    window_->sampling_panel()->set_samples(1);
   }
 
  private:

@@ -1,6 +1,7 @@
 // Session without a display: snapshots are published while a run goes, a finished run's
-// tokens equal the engine's generate() with the same seed byte for byte, Stop cancels, and a
-// corrupt model file is a failed() message that keeps the model already open.
+// tokens equal the engine's generate() with the same seed byte for byte (several samples: seeds
+// S, S+1, ...), text prompts are kept, Stop cancels, and a corrupt model file is a failed()
+// message that keeps the model already open.
 #include <QCoreApplication>
 #include <QFile>
 #include <QSignalSpy>
@@ -126,6 +127,73 @@ class TestSession : public QObject {
         QString::fromStdString(snap->message).startsWith(QStringLiteral("stopped at position")));
     QCOMPARE(held->filled, held_filled);
     QVERIFY(held->run->filled() >= held_filled);
+  }
+
+  void several_samples_equal_engine_generate_with_successive_seeds() {
+    const QString path = make_model(dir_, QStringLiteral("four.safetensors"), "image:4x4x3", 2, 32);
+    QVERIFY(!path.isEmpty());
+    Session s;
+    QSignalSpy loaded(&s, &Session::model_loaded);
+    s.open_model(path);
+    QVERIFY(loaded.wait(10000));
+    std::vector<uint8_t> kept(4 * 3);  // the first row
+    for (size_t i = 0; i < kept.size(); ++i) kept[i] = static_cast<uint8_t>(20 * i);
+    s.set_prompt_tokens(kept);
+    QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->prompt_length() == 12);
+    SamplingParams p;
+    p.seed = 11;
+    QSignalSpy ended(&s, &Session::run_ended);
+    s.generate(p, 4);
+    QVERIFY(ended.wait(30000));
+    QCOMPARE(ended.count(), 1);
+    QCOMPARE(ended.at(0).at(0).value<RunState>(), RunState::kFinished);
+    const auto snap = s.snapshot();
+    QCOMPARE(snap->samples_wanted, 4);
+    QCOMPARE(snap->samples.size(), size_t(4));
+    QCOMPARE(snap->samples.back(), snap->run);
+
+    auto loaded_model = safetensors_load(path.toStdString());
+    QVERIFY(loaded_model.has_value());
+    auto model = model_create(loaded_model->cfg, std::move(loaded_model->weights));
+    QVERIFY(model.has_value());
+    for (int k = 0; k < 4; ++k) {
+      GenerateRequest req;
+      req.prompt = kept;
+      req.sampling = p;
+      req.sampling.seed = p.seed + static_cast<uint64_t>(k);
+      auto expected = generate(**model, req);
+      QVERIFY(expected.has_value());
+      const auto& run = snap->samples[static_cast<size_t>(k)];
+      QCOMPARE(run->filled(), int64_t(48));
+      const std::vector<uint8_t> got(run->tokens(), run->tokens() + 48);
+      QVERIFY2(got == *expected,
+               qPrintable(
+                   QStringLiteral("sample %1 differs from seed %2").arg(k).arg(req.sampling.seed)));
+    }
+    // Different seeds, different samples (48 random-logit draws agreeing is vanishingly rare).
+    QVERIFY(!std::equal(snap->samples[0]->tokens(), snap->samples[0]->tokens() + 48,
+                        snap->samples[1]->tokens()));
+  }
+
+  void text_prompt_tokens_are_kept() {
+    const QString path = make_model(dir_, QStringLiteral("text.safetensors"), "text:64", 2, 32);
+    QVERIFY(!path.isEmpty());
+    Session s;
+    QSignalSpy loaded(&s, &Session::model_loaded);
+    s.open_model(path);
+    QVERIFY(loaded.wait(10000));
+    const QByteArray prompt = QStringLiteral("Attention is all — ").toUtf8();
+    s.set_prompt_tokens(std::vector<uint8_t>(prompt.begin(), prompt.end()));
+    QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->prompt_length() == prompt.size());
+    QSignalSpy ended(&s, &Session::run_ended);
+    s.generate({});
+    QVERIFY(ended.wait(30000));
+    const auto snap = s.snapshot();
+    QCOMPARE(snap->filled, int64_t(64));
+    QCOMPARE(QByteArray(reinterpret_cast<const char*>(snap->run->tokens()), prompt.size()), prompt);
+    // A prompt longer than the model is cut to its length.
+    s.set_prompt_tokens(std::vector<uint8_t>(100, 'a'));
+    QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->prompt_length() == 64);
   }
 
   void corrupt_model_fails_and_keeps_the_open_one() {
