@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "attnscope/attention.h"
+#include "attnscope/inspect.h"
 #include "attnscope/safetensors.h"
 #include "commands.h"
 #include "media.h"
@@ -164,18 +165,6 @@ Expected<ModelConfig> config_from_args(const Args& a) {
   return c;
 }
 
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024.0 && u < 4) {
-    bytes /= 1024.0;
-    ++u;
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
-}
-
 // Pairs (i, j), j <= i, of a causal attention over n positions.
 double causal_pairs(double n) {
   return n * (n + 1) / 2;
@@ -195,18 +184,10 @@ void print_density(const ModelConfig& c) {
       break;
     case Family::kSparse:
       for (int l = 0; l < c.layers; ++l) {
-        std::string sets;
-        for (int h = 0; h < c.heads; ++h) {
-          const SparseSet s = attn_sparse_set(c.sparse, l, h, c.heads);
-          const char* name = s == SparseSet::kA1 ? "A1" : s == SparseSet::kA2 ? "A2" : "A1+A2";
-          if (sets.find(name) == std::string::npos)
-            sets += std::string(sets.empty() ? "" : "/") + name;
-        }
         const double entries =
             static_cast<double>(attn_sparse_layout_entries(c.sparse, l, c.heads, n));
-        std::printf("  layer %d: sparse %s %s (block %d, l = %d), density %.4f\n", l,
-                    c.sparse.pattern == SparsePattern::kStrided ? "strided" : "fixed", sets.c_str(),
-                    c.sparse.block, c.sparse.stride, entries / (full * c.heads));
+        std::printf("  layer %d: sparse %s, density %.4f\n", l, inspect_layer_kind(c, l).c_str(),
+                    entries / (full * c.heads));
       }
       break;
     case Family::kReformer: {
@@ -275,10 +256,10 @@ void print_memory(const ModelConfig& c, size_t file_bytes) {
   const double act = n * d * f + rows * (4 * d + c.ff_dim) * f + rows * kVocab * f +
                      (c.family == Family::kPerceiverAR ? 2 * n * d * f : 0);
   std::printf("memory estimate (float32 in memory):\n");
-  std::printf("  weights: %s (%.0f bytes; file %zu bytes)\n", human_bytes(weights).c_str(), weights,
+  std::printf("  weights: %s (%.0f bytes; file %zu bytes)\n", mem_format_bytes(weights).c_str(), weights,
               file_bytes);
-  std::printf("  KV cache for decoding to N: %s\n", human_bytes(kv).c_str());
-  std::printf("  activations of one forward: %s\n", human_bytes(act).c_str());
+  std::printf("  KV cache for decoding to N: %s\n", mem_format_bytes(kv).c_str());
+  std::printf("  activations of one forward: %s\n", mem_format_bytes(act).c_str());
 }
 
 }  // namespace

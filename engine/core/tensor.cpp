@@ -1,6 +1,7 @@
 // Tensor storage and the process-wide memory ledger.
 #include "attnscope/tensor.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -21,6 +22,18 @@ const char* mem_category_name(MemCategory c) {
       break;
   }
   return "?";
+}
+
+std::string mem_format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char buf[64];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
 }
 
 MemTracker& MemTracker::instance() {

@@ -219,6 +219,46 @@ int inspect_layer_count(const ModelConfig& cfg) {
   return cfg.family == Family::kPerceiverAR ? cfg.layers + 1 : cfg.layers;
 }
 
+std::string inspect_layer_kind(const ModelConfig& c, int layer) {
+  const std::string n = std::to_string(c.seq_len());
+  switch (c.family) {
+    case Family::kDense: return "dense causal";
+    case Family::kSparse: {
+      std::string sets;
+      for (int h = 0; h < c.heads; ++h) {
+        const SparseSet s = attn_sparse_set(c.sparse, layer, h, c.heads);
+        const char* name = s == SparseSet::kA1 ? "A1" : s == SparseSet::kA2 ? "A2" : "A1+A2";
+        if (sets.find(name) == std::string::npos)
+          sets += std::string(sets.empty() ? "" : "/") + name;
+      }
+      return std::string(c.sparse.pattern == SparsePattern::kStrided ? "strided " : "fixed ") +
+             sets + ", l = " + std::to_string(c.sparse.stride) + ", block " +
+             std::to_string(c.sparse.block);
+    }
+    case Family::kReformer:
+      return "LSH, " + std::to_string(c.lsh.n_hashes) + " rounds, chunk " +
+             std::to_string(c.lsh.chunk) + ", " + std::to_string(c.lsh.n_buckets) + " buckets";
+    case Family::kPerceiverAR:
+      if (layer == 0)
+        return "cross-attention, " + std::to_string(c.perceiver.latents) + " latents over " + n +
+               " inputs";
+      return "latent self-attention over " + std::to_string(c.perceiver.latents);
+    case Family::kHourglass: {
+      auto levels = hourglass_parse(c.hourglass.hierarchy);
+      if (!levels) return "?";
+      int first = 0;
+      for (const HourglassLevel& lv : *levels) {
+        if (layer < first + lv.layers)
+          return "dense causal at shortening " + std::to_string(lv.factor) + " (length " +
+                 std::to_string((c.seq_len() + lv.factor - 1) / lv.factor) + ")";
+        first += lv.layers;
+      }
+      return "?";
+    }
+  }
+  return "?";
+}
+
 // ---- attention row -------------------------------------------------------------------------
 
 Status inspect_attention_row(const Model& m, const uint8_t* x, int64_t n, int layer, int64_t query,

@@ -498,6 +498,41 @@ class TestInspect : public QObject {
     QVERIFY(st.message().find("Reformer") != std::string::npos);
   }
 
+  // The names the Model panel and `attnscope-cli info` print for each layer.
+  void layerKindsNameEachLayer() {
+    ModelConfig s;
+    s.family = Family::kSparse;
+    s.modality = *modality_parse("text:256");
+    s.layers = 2;
+    s.dim = 32;
+    s.heads = 4;
+    s.sparse.block = 16;
+    s.sparse.stride = 16;
+    QVERIFY(config_resolve(s).is_ok());
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 0)), QString("strided A1, l = 16, block 16"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 1)), QString("strided A2, l = 16, block 16"));
+    s.sparse.combine = SparseCombine::kPerHead;
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 0)), QString("strided A1/A2, l = 16, block 16"));
+    ModelConfig p = s;
+    p.family = Family::kPerceiverAR;
+    p.perceiver.latents = 64;
+    QVERIFY(config_resolve(p).is_ok());
+    QCOMPARE(inspect_layer_count(p), 3);
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(p, 0)),
+             QString("cross-attention, 64 latents over 256 inputs"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(p, 2)), QString("latent self-attention over 64"));
+    ModelConfig h = s;
+    h.family = Family::kHourglass;
+    h.hourglass.hierarchy = "1@1,2@4,1@1";
+    QVERIFY(config_resolve(h).is_ok());
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(h, 2)),
+             QString("dense causal at shortening 4 (length 64)"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(h, 3)),
+             QString("dense causal at shortening 1 (length 256)"));
+    QCOMPARE(QString::fromStdString(mem_format_bytes(12.5 * 1024 * 1024)), QString("12.5 MiB"));
+    QCOMPARE(QString::fromStdString(mem_format_bytes(512)), QString("512 B"));
+  }
+
   void memoryCurveDense() {
     ModelConfig base = config(Family::kDense);
     base.dim = 64;

@@ -20,6 +20,10 @@ namespace attnscope {
 // Perceiver AR: 0 = the cross-attention, 1..L = the latent self-attention blocks; Hourglass:
 // every block in hierarchy order (down levels, the middle, up levels). cfg must be resolved.
 int inspect_layer_count(const ModelConfig& cfg);
+// What attention layer `layer` (numbered as above) is, in the papers' words: "dense causal",
+// "strided A1/A2, l = 64, block 32", "LSH, 2 rounds, chunk 64, 96 buckets", "cross-attention,
+// 256 latents over 3072 inputs", "dense causal at shortening 3 (length 1024)".
+std::string inspect_layer_kind(const ModelConfig& cfg, int layer);
 
 // ---- the attention of one query --------------------------------------------------------
 struct AttnRow {

@@ -15,6 +15,9 @@ namespace attnscope {
 enum class MemCategory : int { kWeights = 0, kActivations, kAttentionScratch, kCaches, kCount };
 const char* mem_category_name(MemCategory c);
 
+// "12.3 MiB": bytes in binary units for people to read.
+std::string mem_format_bytes(double bytes);
+
 struct MemCategoryFigures {
   size_t current = 0;
   size_t peak = 0;
