@@ -1,4 +1,5 @@
-// Sampling (temperature, top-k, top-p, seed) and token-by-token generation with caches.
+// Sampling (temperature, top-k, top-p, seed) and token-by-token generation with caches, keeping
+// a prompt prefix or the positions of a keep mask.
 #include "attnscope/generate.h"
 
 #include <algorithm>
@@ -70,10 +71,21 @@ Expected<std::vector<uint8_t>> generate(const Model& m, const GenerateRequest& r
   if (n < 1 || n > m.config().seq_len())
     return invalid_argument("length " + std::to_string(n) + " is outside 1.." +
                             std::to_string(m.config().seq_len()));
+  const bool masked = !req.keep.empty();
+  if (masked && static_cast<int64_t>(req.keep.size()) != n)
+    return invalid_argument("the keep mask has " + std::to_string(req.keep.size()) +
+                            " entries; the output has " + std::to_string(n) + " positions");
+  if (masked && static_cast<int64_t>(req.prompt.size()) != n)
+    return invalid_argument("with a keep mask the prompt needs one token per position (" +
+                            std::to_string(n) + "), not " + std::to_string(req.prompt.size()));
   if (static_cast<int64_t>(req.prompt.size()) > n)
     return invalid_argument("the prompt is longer than the output");
   std::vector<uint8_t> out(static_cast<size_t>(n));
   std::copy(req.prompt.begin(), req.prompt.end(), out.begin());
+  auto kept = [&](int64_t p) {
+    return masked ? req.keep[static_cast<size_t>(p)] != 0
+                  : p < static_cast<int64_t>(req.prompt.size());
+  };
   Sampler sampler(req.sampling);
   auto state = m.decode_begin();
   float logits[kVocab];
@@ -81,8 +93,7 @@ Expected<std::vector<uint8_t>> generate(const Model& m, const GenerateRequest& r
     if (req.cancel && req.cancel->load()) return cancelled("generation cancelled");
     ATTN_RETURN_IF_ERROR(
         m.decode_step(*state, p > 0 ? out[static_cast<size_t>(p - 1)] : -1, logits));
-    if (p >= static_cast<int64_t>(req.prompt.size()))
-      out[static_cast<size_t>(p)] = static_cast<uint8_t>(sampler.sample(logits));
+    if (!kept(p)) out[static_cast<size_t>(p)] = static_cast<uint8_t>(sampler.sample(logits));
     if (req.on_token) req.on_token(p, out[static_cast<size_t>(p)], logits);
   }
   return out;
