@@ -1,6 +1,7 @@
-// attnscope: the GUI. Parses the scriptable start (--model, --prompt, --keep-rows,
+// attnscope: the GUI. Parses the scriptable start (--model, --compare, --prompt, --keep-rows,
 // --keep-seconds, --prompt-text, --seed, --samples, --autorun, --view, --screenshot), opens the
-// main window and, when asked, runs the generation to its end, writes a screenshot and exits.
+// main window and, when asked, runs the generation (or the comparison) to its end, writes a
+// screenshot and exits.
 #include <QApplication>
 #include <QDir>
 #include <QFileInfo>
@@ -16,14 +17,14 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: attnscope [--model M] [--prompt P] [--keep-rows K | --keep-seconds S] "
-    "[--prompt-text T] [--seed S] [--samples N] [--autorun] [--view canvas|audio|text|attention|pattern|lsh|memory] "
+    "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
+    "[--prompt-text T] [--seed S] [--samples N] [--autorun] [--view canvas|audio|text|attention|pattern|lsh|memory|compare] "
     "[--screenshot FILE]";
 
 const QStringList kViews = {QStringLiteral("canvas"),    QStringLiteral("audio"),
                             QStringLiteral("text"),      QStringLiteral("attention"),
                             QStringLiteral("pattern"),   QStringLiteral("lsh"),
-                            QStringLiteral("memory")};
+                            QStringLiteral("memory"),    QStringLiteral("compare")};
 
 // The view a modality is shown in.
 QString view_for(attnscope::ModalityKind kind) {
@@ -38,7 +39,7 @@ QString view_for(attnscope::ModalityKind kind) {
 }
 
 struct Options {
-  QString model, prompt, view = QStringLiteral("canvas"), screenshot;
+  QString model, compare, prompt, view = QStringLiteral("canvas"), screenshot;
   std::optional<int> keep_rows;
   std::optional<double> keep_seconds;
   std::optional<QString> prompt_text;
@@ -64,6 +65,8 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
     bool ok = true;
     if (a == QLatin1String("--model")) {
       if (!value(&o.model)) return std::nullopt;
+    } else if (a == QLatin1String("--compare")) {
+      if (!value(&o.compare)) return std::nullopt;
     } else if (a == QLatin1String("--prompt")) {
       if (!value(&o.prompt)) return std::nullopt;
     } else if (a == QLatin1String("--screenshot")) {
@@ -132,6 +135,10 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
     *error = QStringLiteral("--autorun needs --model");
     return std::nullopt;
   }
+  if (!o.compare.isEmpty() && o.model.isEmpty()) {
+    *error = QStringLiteral("--compare needs --model (the model it is compared with)");
+    return std::nullopt;
+  }
   if (o.keep_rows && o.prompt.isEmpty()) {
     *error = QStringLiteral("--keep-rows needs --prompt");
     return std::nullopt;
@@ -195,8 +202,9 @@ int main(int argc, char** argv) {
   if (opt->samples) window.sampling_panel()->set_samples(*opt->samples);
   if (scripted) window.resize(1600, 1000);
   window.show();
-  // The inspection tabs (attention, pattern, lsh, memory) are tabs beside the output.
-  const bool inspect_view = window.inspect_view(opt->view) != nullptr;
+  // The inspection tabs (attention, pattern, lsh, memory) and Compare are tabs beside the output.
+  const bool inspect_view =
+      window.inspect_view(opt->view) != nullptr || opt->view == QLatin1String("compare");
   if (inspect_view) window.show_view(opt->view);
 
   QTimer settle;
@@ -246,12 +254,24 @@ int main(int argc, char** argv) {
     if (opt->keep_rows) window.prompt_panel()->set_keep_rows(*opt->keep_rows);
     if (opt->keep_seconds) window.prompt_panel()->set_keep_seconds(*opt->keep_seconds);
     if (opt->prompt_text) window.prompt_panel()->set_text(*opt->prompt_text);
-    if (opt->autorun)
+    // With --compare, the second model is loaded next and --autorun runs the comparison.
+    if (!opt->compare.isEmpty())
+      window.open_compare_model(opt->compare);
+    else if (opt->autorun)
       window.generate();
     else if (scripted)
       take_screenshot();
   });
-  if (scripted) QObject::connect(s, &session::Session::run_ended, &window, take_screenshot);
+  QObject::connect(s, &session::Session::compare_loaded, &window, [&] {
+    if (opt->autorun)
+      window.run_compare();
+    else if (scripted)
+      take_screenshot();
+  });
+  if (scripted) {
+    QObject::connect(s, &session::Session::run_ended, &window, take_screenshot);
+    QObject::connect(s, &session::Session::compare_ended, &window, take_screenshot);
+  }
 
   const QString model = opt->model.isEmpty() ? default_model() : opt->model;
   if (!model.isEmpty()) {

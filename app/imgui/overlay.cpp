@@ -110,15 +110,15 @@ void draw_stats(const Snapshot& s, const Stats& stats, float height) {
   else if (s.tokens_per_s > 0)
     ImGui::Text("%.0f tokens/s", s.tokens_per_s);
   ImGui::Text("memory %s (peak %s)",
-              session::human_bytes(static_cast<double>(s.memory.total_current)).c_str(),
-              session::human_bytes(static_cast<double>(s.memory.total_peak)).c_str());
+              attnscope::mem_format_bytes(static_cast<double>(s.memory.total_current)).c_str(),
+              attnscope::mem_format_bytes(static_cast<double>(s.memory.total_peak)).c_str());
   if (ImGui::CollapsingHeader("by category")) {
     for (int c = 0; c < static_cast<int>(attnscope::MemCategory::kCount); ++c) {
       const auto& f = s.memory.by_category[static_cast<size_t>(c)];
       ImGui::Text("%-17s %9s (peak %s)",
                   attnscope::mem_category_name(static_cast<attnscope::MemCategory>(c)),
-                  session::human_bytes(static_cast<double>(f.current)).c_str(),
-                  session::human_bytes(static_cast<double>(f.peak)).c_str());
+                  attnscope::mem_format_bytes(static_cast<double>(f.current)).c_str(),
+                  attnscope::mem_format_bytes(static_cast<double>(f.peak)).c_str());
     }
   }
   text_with_detail("", s.backend_note);

@@ -254,18 +254,24 @@ void Canvas::build_frame(const Snapshot& s) {
 void Canvas::build_sample(const session::RunStore* run, int64_t filled,
                           const attnscope::Modality& m, int x0, int y0, int stride) {
   const int w = m.width, h = m.height, channels = m.channels;
-  const int64_t known = run ? run->known(filled) : 0, prompt = run ? run->prompt_length() : 0;
+  const int64_t known = run ? run->known(filled) : 0;
   const size_t plane = frame_.size() / 2;
   for (int64_t px = 0; px < static_cast<int64_t>(w) * h; ++px) {
     const int64_t first = px * channels;
     const size_t at = static_cast<size_t>((y0 + px / w) * stride + x0 + px % w) * 4;
     uint8_t* c = frame_.data() + at;
     c[0] = c[1] = c[2] = 0;
-    int entropy_n = 0;
+    int entropy_n = 0, kept = 0, have = 0;
     float entropy = 0;
     for (int ch = 0; ch < channels; ++ch) {
       const int64_t p = first + ch;
-      if (p < known && ch < 3) c[ch] = run->token(p);
+      // A keep mask's kept tokens are there before the run reaches them; painted ones pend.
+      const bool is_kept = run && run->kept(p);
+      kept += is_kept;
+      if (is_kept || p < known) {
+        ++have;
+        if (ch < 3) c[ch] = run->token(p);
+      }
       if (p < filled) {
         entropy += run->entropy_bits(p);
         ++entropy_n;
@@ -274,8 +280,7 @@ void Canvas::build_sample(const session::RunStore* run, int64_t filled,
     if (channels == 1) c[1] = c[2] = c[0];
     c[3] = 255;
     uint8_t* in = frame_.data() + plane + at;
-    const int64_t last = first + channels;
-    in[0] = last <= prompt ? 1 : last <= known ? 2 : first < known ? 3 : 0;
+    in[0] = kept == channels ? 1 : have == channels ? 2 : have > 0 ? 3 : 0;
     in[1] = entropy_n ? static_cast<uint8_t>(std::lround(
                             std::clamp(entropy / entropy_n / 8.0f, 0.0f, 1.0f) * 255.0f))
                       : 0;

@@ -97,6 +97,23 @@ void Session::set_prompt_tokens(std::vector<uint8_t> kept) {
   });
 }
 
+void Session::set_prompt_mask(std::vector<uint8_t> image_tokens, std::vector<uint8_t> keep) {
+  stop();
+  QMetaObject::invokeMethod(
+      worker_, [this, tokens = std::move(image_tokens), keep = std::move(keep)]() mutable {
+        if (!summary_) return;
+        const size_t n = static_cast<size_t>(summary_->config.seq_len());
+        if (tokens.size() != n || keep.size() != n) {
+          post_failed(tr("Prompt"), tr("the mask and image need %1 tokens each, not %2 and %3")
+                                        .arg(n)
+                                        .arg(keep.size())
+                                        .arg(tokens.size()));
+          return;
+        }
+        do_prompt(std::move(tokens), std::move(keep));
+      });
+}
+
 void Session::generate(const SamplingParams& sampling, int samples) {
   stop();
   cancel_ = std::make_shared<CancelFlag>(false);
@@ -131,13 +148,16 @@ void Session::do_open(const QString& path) {
   }
   model_ = std::move(*model);
   summary_ = std::make_shared<const ModelSummary>(model_summarize(cfg, file, bytes));
+  knob_rows_.clear();
+  compare_.reset();
   do_prompt({});
   post_model_loaded(path);
 }
 
-void Session::do_prompt(std::vector<uint8_t> prompt) {
+void Session::do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep) {
   prompt_ = std::move(prompt);
-  run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_);
+  keep_ = std::move(keep);
+  run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_, keep_);
   samples_ = {run_};
   samples_wanted_ = 1;
   publish(RunState::kIdle, 0, 0, {});
@@ -159,12 +179,13 @@ void Session::do_generate(const SamplingParams& sampling, int samples,
     p.seed = sampling.seed + static_cast<uint64_t>(i);
     if (!do_sample(p, cancel.get(), i, samples, &state, &message)) break;
   }
+  if (state == RunState::kFinished) record_knob_row(message);
   post_run_ended(state);
 }
 
 bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel, int index,
                         int count, RunState* state, std::string* message) {
-  run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_);
+  run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_, keep_);
   samples_.push_back(run_);
   RunStore& store = *run_;
   const int64_t n = store.length();
@@ -181,6 +202,8 @@ bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel
 
   GenerateRequest req;
   req.prompt = prompt_;
+  req.keep = keep_;
+  req.length = keep_.empty() ? 0 : static_cast<int64_t>(keep_.size());
   req.sampling = sampling;
   req.cancel = cancel;
   req.on_token = [&](int64_t pos, uint8_t token, const float* logits) {
@@ -196,6 +219,7 @@ bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel
   auto out = attnscope::generate(*model_, req);
   double per_s, eta;
   rates(store.filled(), &per_s, &eta);
+  last_tokens_per_s_ = per_s;
   *state = index + 1 < count ? RunState::kRunning : RunState::kFinished;
   *message = count > 1 ? "finished: " + std::to_string(index + 1) + " of " + std::to_string(count) +
                              " samples, " + std::to_string(n) + " positions each"
@@ -227,6 +251,9 @@ void Session::publish(RunState state, double tokens_per_s, double eta_s, std::st
   s->memory = MemTracker::instance().snapshot();
   s->backend_note = backend_note_;
   s->message = std::move(message);
+  s->knob_rows = knob_rows_;
+  s->compare = compare_;
+  s->compare_model = compare_name_;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     current_ = std::move(s);

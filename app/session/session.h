@@ -41,6 +41,9 @@ class Session : public QObject {
   // The kept tokens themselves, any modality (an audio clip's first samples, a text's bytes);
   // cut to the model's length.
   void set_prompt_tokens(std::vector<uint8_t> kept);
+  // A whole prompt image with a keep mask (one entry per token, W*H*C): tokens where keep is 1
+  // are kept, the rest are regenerated, each given everything before it (see GenerateRequest).
+  void set_prompt_mask(std::vector<uint8_t> image_tokens, std::vector<uint8_t> keep);
   // Starts a run from the current prompt: `samples` runs one after another with seeds
   // seed, seed + 1, ... Ends in one run_ended().
   void generate(const attnscope::SamplingParams& sampling, int samples = 1);
@@ -51,6 +54,17 @@ class Session : public QObject {
   // Returns the request's serial, which its InspectResult carries.
   uint64_t inspect(InspectRequest request);
 
+  // Test-time knobs for the next run: when they change the open model's configuration, the
+  // worker re-creates the model from the same weights with the edited configuration (a bad
+  // value is a failed() message that keeps the model as it was).
+  void set_knobs(Knobs knobs);
+  // Loads a second model for the Compare tab; it must have the open model's modality and size.
+  // Ends in compare_loaded() or failed("Compare", ...), which keeps no second model.
+  void open_compare_model(const QString& path);
+  // Completes the current prompt with the open model and then with the second model, same
+  // sampling parameters and seed; Stop cancels it. Ends in one compare_ended().
+  void compare(const attnscope::SamplingParams& sampling);
+
  signals:
   // Emitted on the thread Session lives in (the GUI thread), never on the worker.
   void published();  // a new snapshot is there
@@ -58,11 +72,13 @@ class Session : public QObject {
   void failed(const QString& what, const QString& message);  // "Open model", engine message
   void run_ended(session::RunState state);
   void inspected(std::shared_ptr<const session::InspectResult> result);
+  void compare_loaded(const QString& path);
+  void compare_ended(bool finished);
 
  private:
   // Worker thread only.
   void do_open(const QString& path);
-  void do_prompt(std::vector<uint8_t> prompt);
+  void do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep = {});
   void do_generate(const attnscope::SamplingParams& sampling, int samples,
                    std::shared_ptr<attnscope::CancelFlag> cancel);
   // One sample of a run into a fresh run_; false when it was stopped or failed.
@@ -74,6 +90,16 @@ class Session : public QObject {
   void post_failed(const QString& what, const QString& message);
   void post_run_ended(RunState state);
   void do_inspect(const InspectRequest& request);
+  void do_knobs(const Knobs& knobs);
+  void do_open_compare(const QString& path);
+  void do_compare(const attnscope::SamplingParams& sampling,
+                  std::shared_ptr<attnscope::CancelFlag> cancel);
+  // Why the second model cannot complete the open model's prompt; empty when it can.
+  std::string compare_mismatch(const attnscope::ModelConfig& second) const;
+  void post_compare_ended(bool finished);
+  // After a finished run of a model with knobs: its row (knob value, rate, prompt bits/dim),
+  // then the run's end is published again with it.
+  void record_knob_row(const std::string& message);
 
   QThread thread_;
   QObject* worker_ = nullptr;  // lives in thread_; commands are queued to it
@@ -85,8 +111,14 @@ class Session : public QObject {
   std::vector<std::shared_ptr<const RunStore>> samples_;  // of the latest run, run_ last
   int samples_wanted_ = 1;
   std::vector<uint8_t> prompt_;
+  std::vector<uint8_t> keep_;  // empty: prompt_ is a kept prefix; else one entry per position
   std::string backend_note_;
   uint64_t serial_ = 0;
+  double last_tokens_per_s_ = 0;  // of the latest finished sample
+  std::vector<KnobRow> knob_rows_;
+  std::unique_ptr<attnscope::Model> compare_model_;
+  std::string compare_name_;
+  std::shared_ptr<const CompareResult> compare_;
 
   // GUI-thread state: the cancel flag of the latest generate(), set by stop().
   std::shared_ptr<attnscope::CancelFlag> cancel_;

@@ -1,24 +1,35 @@
 // The RunStore's single-writer publication and the small helpers views share.
 #include "snapshot.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 namespace session {
 
-RunStore::RunStore(const attnscope::Modality& modality, std::vector<uint8_t> prompt)
+RunStore::RunStore(const attnscope::Modality& modality, std::vector<uint8_t> prompt,
+                   std::vector<uint8_t> keep)
     : modality_(modality),
       prompt_length_(static_cast<int64_t>(prompt.size())),
+      keep_(std::move(keep)),
       tokens_(static_cast<size_t>(modality.seq_len())),
       probs_(static_cast<size_t>(modality.seq_len()) * 256),
       entropy_(static_cast<size_t>(modality.seq_len())) {
+  if (!keep_.empty()) {
+    keep_.resize(tokens_.size(), 0);
+    prompt.resize(tokens_.size(), 0);
+    prompt_length_ = std::find(keep_.begin(), keep_.end(), 0) - keep_.begin();
+    for (size_t p = 0; p < tokens_.size(); ++p)
+      if (keep_[p]) tokens_[p] = prompt[p];
+    return;
+  }
   std::copy(prompt.begin(), prompt.end(), tokens_.begin());
 }
 
 void RunStore::write(int64_t p, uint8_t token, const float* logits) {
   const size_t i = static_cast<size_t>(p);
   // Prompt tokens were written at creation; rewriting them would race with readers.
-  if (p >= prompt_length_) tokens_[i] = token;
+  if (!kept(p)) tokens_[i] = token;
   float* out = probs_.data() + i * 256;
   float top = logits[0];
   for (int t = 1; t < 256; ++t) top = std::max(top, logits[t]);
@@ -49,18 +60,6 @@ const char* run_state_name(RunState s) {
       return "failed";
   }
   return "?";
-}
-
-std::string human_bytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024.0 && u < 4) {
-    bytes /= 1024.0;
-    ++u;
-  }
-  char buf[64];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
 }
 
 }  // namespace session

@@ -13,6 +13,7 @@
 
 #include "attnscope/config.h"
 #include "attnscope/tensor.h"
+#include "playground.h"
 
 namespace session {
 
@@ -33,7 +34,10 @@ struct ModelSummary {
 // again. So a reader never copies the buffers and never takes a lock to read them.
 class RunStore {
  public:
-  RunStore(const attnscope::Modality& modality, std::vector<uint8_t> prompt);
+  // keep empty: prompt is a prefix that is kept. Otherwise keep has one entry per position and
+  // prompt one token per position; positions with keep[p] != 0 hold prompt[p] from creation.
+  RunStore(const attnscope::Modality& modality, std::vector<uint8_t> prompt,
+           std::vector<uint8_t> keep = {});
   RunStore(const RunStore&) = delete;
   RunStore& operator=(const RunStore&) = delete;
 
@@ -44,6 +48,12 @@ class RunStore {
   int64_t filled() const { return filled_.load(std::memory_order_acquire); }
   // Positions whose token is known: the prompt, or filled() once the run is past it.
   int64_t known(int64_t filled_now) const { return std::max(prompt_length_, filled_now); }
+  // Whether position p is a kept prompt token: below prompt_length() (the kept prefix) or, with
+  // a keep mask, anywhere the mask keeps it. Kept tokens are valid from creation.
+  bool kept(int64_t p) const {
+    return p < prompt_length_ || (!keep_.empty() && keep_[static_cast<size_t>(p)] != 0);
+  }
+  bool has_keep_mask() const { return !keep_.empty(); }
 
   // Valid for p < known(filled()).
   uint8_t token(int64_t p) const { return tokens_[static_cast<size_t>(p)]; }
@@ -58,7 +68,8 @@ class RunStore {
 
  private:
   attnscope::Modality modality_;
-  int64_t prompt_length_ = 0;
+  int64_t prompt_length_ = 0;  // with a keep mask: the kept positions before the first sampled
+  std::vector<uint8_t> keep_;
   std::vector<uint8_t> tokens_;
   std::vector<float> probs_;
   std::vector<float> entropy_;
@@ -84,9 +95,11 @@ struct Snapshot {
   attnscope::MemSnapshot memory;
   std::string backend_note;
   std::string message;  // the last outcome or error, one line
+  // Reformer and Perceiver AR: every finished run of this model with its knob value.
+  std::vector<KnobRow> knob_rows;
+  // The latest comparison with a second model (null before one starts).
+  std::shared_ptr<const CompareResult> compare;
+  std::string compare_model;  // the second model's file name; empty when none is loaded
 };
-
-// "12.3 MiB"
-std::string human_bytes(double bytes);
 
 }  // namespace session

@@ -22,6 +22,7 @@
 #include <QTabWidget>
 
 #include "audio_view.h"
+#include "compare_view.h"
 #include "export.h"
 #include "model_panel.h"
 #include "prompt_panel.h"
@@ -63,6 +64,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   const QStringList titles = {tr("Attention"), tr("Pattern"), tr("LSH buckets"), tr("Memory")};
   for (size_t i = 0; i < inspect_views_.size(); ++i)
     tabs_->addTab(inspect_views_[i].second, titles[static_cast<int>(i)]);
+  compare_view_ = new CompareView(session_, tabs_);
+  tabs_->addTab(compare_view_, tr("Compare"));
   setCentralWidget(tabs_);
   model_panel_ = new ModelPanel(this);
   prompt_ = new PromptPanel(this);
@@ -84,6 +87,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(prompt_, &PromptPanel::prompt_changed, this, &MainWindow::apply_prompt);
   connect(sampling_, &SamplingPanel::generate_requested, this, &MainWindow::generate);
   connect(sampling_, &SamplingPanel::stop_requested, session_, &session::Session::stop);
+  connect(compare_view_, &CompareView::load_requested, this, &MainWindow::choose_compare_model);
+  connect(compare_view_, &CompareView::compare_requested, this, &MainWindow::run_compare);
   connect(sampling_, &SamplingPanel::shown_sample_changed, audio_view_, &AudioView::set_sample);
   connect(sampling_, &SamplingPanel::shown_sample_changed, text_view_, &TextView::set_sample);
 
@@ -231,10 +236,14 @@ bool MainWindow::open_prompt(const QString& path) {
 
 void MainWindow::apply_prompt() {
   if (!session_->snapshot()->model) return;
-  session_->set_prompt_tokens(prompt_->kept_tokens());
+  if (std::vector<uint8_t> keep = prompt_->keep_mask(); !keep.empty())
+    session_->set_prompt_mask(prompt_->tokens(), std::move(keep));
+  else
+    session_->set_prompt_tokens(prompt_->kept_tokens());
 }
 
 void MainWindow::generate() {
+  session_->set_knobs(sampling_->knobs());
   session_->generate(sampling_->params(), sampling_->samples());
 }
 
@@ -310,6 +319,10 @@ bool MainWindow::show_view(const QString& name) {
     tabs_->setCurrentWidget(centre_);
     return true;
   }
+  if (name == QLatin1String("compare")) {
+    tabs_->setCurrentWidget(compare_view_);
+    return true;
+  }
   InspectView* v = inspect_view(name);
   if (v) tabs_->setCurrentWidget(v);
   return v != nullptr;
@@ -323,9 +336,11 @@ bool MainWindow::views_pending() const {
 
 bool MainWindow::export_view_to(const QString& path) {
   auto* v = qobject_cast<InspectView*>(tabs_->currentWidget());
-  if (!v) return false;
+  const bool compare = tabs_->currentWidget() == compare_view_;
+  if (!v && !compare) return false;
   QStringList written;
-  attnscope::Status st = v->export_to(path, &written);
+  attnscope::Status st =
+      compare ? compare_view_->export_to(path, &written) : v->export_to(path, &written);
   if (!st) {
     show_error(tr("Export view"), QString::fromStdString(st.message()));
     return false;
@@ -334,10 +349,12 @@ bool MainWindow::export_view_to(const QString& path) {
   return true;
 }
 
-// Ctrl+E: the inspection tab on show, or the output (Ctrl+S) when the output tab is on show.
+// Ctrl+E: the inspection or Compare tab on show, or the output (Ctrl+S) when the output tab is
+// on show.
 void MainWindow::choose_view_export() {
   auto* v = qobject_cast<InspectView*>(tabs_->currentWidget());
-  if (!v) {
+  const bool compare = tabs_->currentWidget() == compare_view_;
+  if (!v && !compare) {
     choose_export();
     return;
   }
@@ -347,11 +364,32 @@ void MainWindow::choose_view_export() {
                                  QStandardPaths::writableLocation(QStandardPaths::PicturesLocation))
                           .toString();
   const QString path = QFileDialog::getSaveFileName(
-      this, tr("Export view"), QDir(dir).filePath(v->export_name()), tr("PNG images (*.png)"),
+      this, tr("Export view"),
+      QDir(dir).filePath(compare ? compare_view_->export_name() : v->export_name()),
+      tr("PNG images (*.png)"),
       nullptr, QFileDialog::DontUseNativeDialog);
   if (path.isEmpty()) return;
   if (export_view_to(path))
     settings.setValue(QStringLiteral("export/dir"), QFileInfo(path).absolutePath());
+}
+
+void MainWindow::open_compare_model(const QString& path) {
+  session_->open_compare_model(path);
+}
+
+void MainWindow::run_compare() {
+  session_->set_knobs(sampling_->knobs());
+  session_->compare(sampling_->params());
+}
+
+void MainWindow::choose_compare_model() {
+  const QString path = QFileDialog::getOpenFileName(
+      this, tr("Load a second model to compare"), last_dir_,
+      tr("Attnscope models (*.safetensors);;All files (*)"), nullptr,
+      QFileDialog::DontUseNativeDialog);
+  if (path.isEmpty()) return;
+  last_dir_ = QFileInfo(path).absolutePath();
+  open_compare_model(path);
 }
 
 void MainWindow::add_recent(const QString& path) {

@@ -20,6 +20,7 @@ class QTabWidget;
 namespace ui {
 
 class InspectView;
+class CompareView;
 
 class AudioView;
 class ModelPanel;
@@ -47,7 +48,13 @@ class MainWindow : public QMainWindow {
   bool show_view(const QString& name);
   // An inspection tab on show still waits for its result (scripted screenshots wait).
   bool views_pending() const;
-  // Exports the inspection tab on show to path; an error message on failure.
+  // The Compare tab ("compare" for show_view).
+  CompareView* compare_view() const { return compare_view_; }
+  // Loads the second model of the Compare tab; ends in session()->compare_loaded() or a message.
+  void open_compare_model(const QString& path);
+  // Completes the prompt with both models (the Compare tab's Compare button).
+  void run_compare();
+  // Exports the inspection or Compare tab on show to path; an error message on failure.
   bool export_view_to(const QString& path);
   PromptPanel* prompt_panel() const { return prompt_; }
   SamplingPanel* sampling_panel() const { return sampling_; }
@@ -95,6 +102,8 @@ class MainWindow : public QMainWindow {
   QTabWidget* tabs_;
   std::vector<std::pair<QString, InspectView*>> inspect_views_;
   void choose_view_export();
+  void choose_compare_model();
+  CompareView* compare_view_;
   AudioView* audio_view_;
   TextView* text_view_;
   ModelPanel* model_panel_;

@@ -84,7 +84,7 @@ void ModelPanel::show_snapshot(const session::Snapshot& s) {
       params_->setText(QStringLiteral("%1 (%2 in the file)")
                            .arg(QLocale().toString(static_cast<qlonglong>(m.param_count)),
                                 QString::fromStdString(
-                                    session::human_bytes(static_cast<double>(m.file_bytes)))));
+                                    attnscope::mem_format_bytes(static_cast<double>(m.file_bytes)))));
       for (size_t l = 0; l < m.layer_kinds.size(); ++l)
         layers_->addItem(
             QStringLiteral("%1: %2").arg(l).arg(QString::fromStdString(m.layer_kinds[l])));
@@ -97,9 +97,9 @@ void ModelPanel::show_snapshot(const session::Snapshot& s) {
   }
   auto set = [this](int row, size_t current, size_t peak) {
     memory_->item(row, 0)->setText(
-        QString::fromStdString(session::human_bytes(static_cast<double>(current))));
+        QString::fromStdString(attnscope::mem_format_bytes(static_cast<double>(current))));
     memory_->item(row, 1)->setText(
-        QString::fromStdString(session::human_bytes(static_cast<double>(peak))));
+        QString::fromStdString(attnscope::mem_format_bytes(static_cast<double>(peak))));
   };
   for (int c = 0; c < kMemRows - 1; ++c) {
     const auto& f = s.memory.by_category[static_cast<size_t>(c)];

@@ -1,6 +1,6 @@
 // Prompt panel, per modality: a PNG/JPEG image (scaled to the model's size, with a preview) and
-// the rows to keep; a WAV clip (resampled, mu-law) and the seconds to keep; or typed text (UTF-8
-// bytes, cut to the model's length). A message says what was done to the input.
+// the rows to keep or a painted mask of pixels to regenerate; a WAV clip (resampled, mu-law) and
+// the seconds to keep; or typed text (UTF-8 bytes, cut to the model's length).
 #pragma once
 
 #include <QImage>
@@ -10,6 +10,8 @@
 #include "attnscope/config.h"
 #include "attnscope/status.h"
 
+class QCheckBox;
+class QComboBox;
 class QDoubleSpinBox;
 class QFormLayout;
 class QLabel;
@@ -47,11 +49,31 @@ class PromptPanel : public QWidget {
   std::vector<uint8_t> kept_tokens() const;
   QString message() const;
 
+  // Image models: "Regenerate painted pixels" instead of "Keep rows". Then keep_mask() has one
+  // entry per token of tokens() (W*H*C): 0 for every channel of a painted pixel, 1 elsewhere;
+  // it is empty in row mode or without an image.
+  bool painted_mode() const;
+  std::vector<uint8_t> keep_mask() const;
+  int painted_pixels() const;
+  void clear_mask();
+  // Where the centre of image pixel (x, y) is on the preview widget (for tests and tooltips).
+  QPoint preview_point(int x, int y) const;
+  QWidget* preview() const;
+
  signals:
   void open_requested();
-  void prompt_changed();  // new tokens or a new number of rows
+  void prompt_changed();  // new tokens, a new number of rows or a new mask
+
+ protected:
+  bool eventFilter(QObject* watched, QEvent* event) override;
 
  private:
+  // The image pixel under a preview widget position; (-1, -1) outside the image.
+  QPoint preview_pixel(QPoint pos) const;
+  // Paints or erases a brush-sized square at image pixel (x, y) without announcing it: a drag
+  // announces the mask once, at its end.
+  void paint_square(int x, int y, bool erase);
+  void update_mask_controls();
   attnscope::Status read();
   void update_preview();
   void update_text_message();
@@ -68,6 +90,18 @@ class PromptPanel : public QWidget {
   QSpinBox* keep_;
   QDoubleSpinBox* keep_seconds_;
   QPlainTextEdit* text_;
+  // The painted mask: one byte per image pixel, 1 = regenerate.
+  std::vector<uint8_t> painted_;
+  int preview_scale_ = 1;
+  bool painting_ = false;  // a drag on the preview is under way
+  bool paint_erases_ = false;
+  QWidget* mask_box_;
+  QPushButton* paint_mode_;
+  QSpinBox* brush_;
+  QCheckBox* erase_;
+  QPushButton* clear_mask_;
+  QComboBox* mask_choice_;
+  QLabel* mask_info_;
 };
 
 }  // namespace ui

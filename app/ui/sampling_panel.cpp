@@ -1,14 +1,18 @@
-// The Sampling panel's controls and its progress display.
+// The Sampling panel's controls, its progress display and the test-time knob table.
 #include "sampling_panel.h"
 
 #include <QDoubleSpinBox>
 #include <QFormLayout>
+#include <QGroupBox>
+#include <QHeaderView>
+#include <QTableWidget>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QVBoxLayout>
+#include <cmath>
 
 namespace ui {
 
@@ -61,6 +65,31 @@ SamplingPanel::SamplingPanel(QWidget* parent) : QWidget(parent) {
   layout->addWidget(progress_);
   rate_ = new QLabel(this);
   layout->addWidget(rate_);
+
+  knobs_box_ = new QGroupBox(tr("Test-time knobs (next run)"), this);
+  knobs_box_->setObjectName(QStringLiteral("knobs"));
+  auto* knobs = new QVBoxLayout(knobs_box_);
+  auto* knob_form = new QFormLayout;
+  hashes_ = new QSpinBox(knobs_box_);
+  hashes_->setRange(1, 16);
+  hashes_->setToolTip(tr("LSH hash rounds; the weights do not depend on it"));
+  latents_ = new QSpinBox(knobs_box_);
+  latents_->setRange(1, 1);
+  latents_->setToolTip(tr("Perceiver AR latents M (1..N): the last M positions are queries"));
+  knob_form->addRow(tr("Hash rounds"), hashes_);
+  knob_form->addRow(tr("Latents"), latents_);
+  knobs->addLayout(knob_form);
+  knob_table_ = new QTableWidget(0, 3, knobs_box_);
+  knob_table_->setObjectName(QStringLiteral("knob-table"));
+  knob_table_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  knob_table_->verticalHeader()->hide();
+  knob_table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
+  knob_table_->horizontalHeader()->setStretchLastSection(true);
+  knob_table_->setToolTip(tr("One row per finished run: the knob value, the generation speed "
+                             "and the bits/dim of the prompt under the model"));
+  knobs->addWidget(knob_table_);
+  knobs_box_->hide();
+  layout->addWidget(knobs_box_);
   layout->addStretch(1);
 
   set_params({});
@@ -100,7 +129,58 @@ void SamplingPanel::set_shown_sample(int index) {
   shown_->setValue(index + 1);
 }
 
+session::Knobs SamplingPanel::knobs() const {
+  session::Knobs k;
+  if (!knobs_model_) return k;
+  if (knobs_model_->config.family == attnscope::Family::kReformer) k.n_hashes = hashes_->value();
+  if (knobs_model_->config.family == attnscope::Family::kPerceiverAR)
+    k.latents = latents_->value();
+  return k;
+}
+
+void SamplingPanel::set_knobs(const session::Knobs& k) {
+  if (k.n_hashes > 0) hashes_->setValue(k.n_hashes);
+  if (k.latents > 0) latents_->setValue(k.latents);
+}
+
+void SamplingPanel::show_knobs(const session::Snapshot& s) {
+  const attnscope::Family f = s.model ? s.model->config.family : attnscope::Family::kDense;
+  const bool reformer = f == attnscope::Family::kReformer;
+  const bool perceiver = f == attnscope::Family::kPerceiverAR;
+  knobs_box_->setVisible(reformer || perceiver);
+  if (s.model != knobs_model_) {
+    // A new model, or the knobs applied: the controls show what the next run uses.
+    knobs_model_ = s.model;
+    if (s.model) {
+      auto* form = static_cast<QFormLayout*>(knobs_box_->layout()->itemAt(0)->layout());
+      form->setRowVisible(hashes_, reformer);
+      form->setRowVisible(latents_, perceiver);
+      latents_->setMaximum(static_cast<int>(s.model->config.seq_len()));
+      hashes_->setValue(s.model->config.lsh.n_hashes);
+      latents_->setValue(s.model->config.perceiver.latents);
+    }
+  }
+  if (!reformer && !perceiver) return;
+  knob_table_->setHorizontalHeaderLabels(
+      {reformer ? tr("Hash rounds") : tr("Latents"), tr("tokens/s"), tr("prompt bits/dim")});
+  // Rows only ever accumulate for one model (a new model starts an empty table).
+  if (knob_table_->rowCount() == static_cast<int>(s.knob_rows.size())) return;
+  knob_table_->setRowCount(static_cast<int>(s.knob_rows.size()));
+  for (size_t i = 0; i < s.knob_rows.size(); ++i) {
+    const session::KnobRow& r = s.knob_rows[i];
+    const double bpd = r.prompt_bits_per_dim;
+    const QStringList cells = {QString::number(r.value), QString::number(r.tokens_per_s, 'f', 0),
+                               std::isnan(bpd) ? tr("— (no prompt)") : QString::number(bpd, 'f', 3)};
+    for (int c = 0; c < 3; ++c) {
+      auto* item = new QTableWidgetItem(cells[c]);
+      item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
+      knob_table_->setItem(static_cast<int>(i), c, item);
+    }
+  }
+}
+
 void SamplingPanel::show_snapshot(const session::Snapshot& s) {
+  show_knobs(s);
   const bool running = s.state == session::RunState::kRunning;
   // New samples appear as the run reaches them; while it goes, the newest is followed.
   const int have = std::max<int>(1, static_cast<int>(s.samples.size()));

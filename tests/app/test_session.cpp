@@ -1,13 +1,17 @@
 // Session without a display: snapshots are published while a run goes, a finished run's
 // tokens equal the engine's generate() with the same seed byte for byte (several samples: seeds
-// S, S+1, ...), text prompts are kept, Stop cancels, and a corrupt model file is a failed()
-// message that keeps the model already open.
+// S, S+1, ...), text prompts are kept, a keep mask regenerates only its unkept positions, Stop
+// cancels, and a corrupt model file is a failed() message that keeps the model already open.
+// Test-time knobs (Reformer hash rounds, Perceiver AR latents) re-create the model for the next
+// run; a comparison with a second model equals the engine's generate() for each, and a second model
+// of another size is refused.
 #include <QCoreApplication>
 #include <QFile>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QtTest>
 #include <cmath>
+#include <functional>
 
 #include "attnscope/generate.h"
 #include "attnscope/safetensors.h"
@@ -35,6 +39,46 @@ QString make_model(const QTemporaryDir& dir, const QString& name, const std::str
   const QString path = dir.filePath(name);
   if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
   return path;
+}
+
+// A model of any family, fresh weights with random logits.
+QString make_family_model(const QTemporaryDir& dir, const QString& name, Family family,
+                          const std::string& modality) {
+  ModelConfig cfg;
+  cfg.family = family;
+  cfg.modality = *modality_parse(modality);
+  cfg.layers = 2;
+  cfg.dim = 32;
+  cfg.heads = 4;
+  cfg.seed = 3;
+  if (family == Family::kReformer) cfg.lsh.chunk = 16;
+  if (!config_resolve(cfg)) return {};
+  InitOptions opt;
+  opt.seed = 3;
+  opt.zero_logits = false;
+  const QString path = dir.filePath(name);
+  if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
+  return path;
+}
+
+// The model in path with its configuration edited by edit, as the engine builds it.
+std::unique_ptr<Model> load_edited(const QString& path,
+                                   const std::function<void(ModelConfig&)>& edit) {
+  auto loaded = safetensors_load(path.toStdString());
+  if (!loaded) return nullptr;
+  ModelConfig cfg = loaded->cfg;
+  edit(cfg);
+  auto m = model_create(cfg, loaded->weights);
+  return m ? std::move(*m) : nullptr;
+}
+
+std::vector<uint8_t> engine_generate(const Model& m, const std::vector<uint8_t>& prompt,
+                                     const SamplingParams& p) {
+  GenerateRequest req;
+  req.prompt = prompt;
+  req.sampling = p;
+  auto out = generate(m, req);
+  return out ? *out : std::vector<uint8_t>();
 }
 
 }  // namespace
@@ -194,6 +238,155 @@ class TestSession : public QObject {
     // A prompt longer than the model is cut to its length.
     s.set_prompt_tokens(std::vector<uint8_t>(100, 'a'));
     QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->prompt_length() == 64);
+  }
+
+  // A keep mask: kept tokens are there from the start, the run equals the engine's generate()
+  // with the same mask and seed, and a mask of the wrong size is a failed() message.
+  void keep_mask_equals_engine_generate() {
+    const QString path = make_model(dir_, QStringLiteral("mask.safetensors"), "image:4x4x3", 2, 32);
+    QVERIFY(!path.isEmpty());
+    Session s;
+    QSignalSpy loaded(&s, &Session::model_loaded);
+    s.open_model(path);
+    QVERIFY(loaded.wait(10000));
+    std::vector<uint8_t> image(48), keep(48, 1);
+    for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 29 + 3);
+    std::fill(keep.begin() + 6, keep.begin() + 12, 0);   // pixels 2 and 3
+    std::fill(keep.begin() + 30, keep.begin() + 33, 0);  // pixel 10
+    s.set_prompt_mask(image, keep);
+    QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->has_keep_mask());
+    QCOMPARE(s.snapshot()->run->prompt_length(), int64_t(6));
+    QVERIFY(s.snapshot()->run->kept(40) && !s.snapshot()->run->kept(31));
+    QCOMPARE(s.snapshot()->run->token(40), image[40]);
+    QSignalSpy ended(&s, &Session::run_ended);
+    const SamplingParams sampling{0.8f, 0, 1.0f, 77};
+    s.generate(sampling);
+    QVERIFY(ended.wait(30000));
+    QCOMPARE(ended.at(0).at(0).value<RunState>(), RunState::kFinished);
+    auto model = load_edited(path, [](ModelConfig&) {});
+    QVERIFY(model);
+    GenerateRequest req;
+    req.prompt = image;
+    req.keep = keep;
+    req.length = 48;
+    req.sampling = sampling;
+    auto want = generate(*model, req);
+    QVERIFY(want.has_value());
+    QVERIFY(std::equal(want->begin(), want->end(), s.snapshot()->run->tokens()));
+
+    QSignalSpy failed(&s, &Session::failed);
+    s.set_prompt_mask(image, std::vector<uint8_t>(47, 1));
+    QVERIFY(failed.wait(10000));
+    QVERIFY(failed.at(0).at(1).toString().contains(QStringLiteral("48 tokens")));
+  }
+
+  // Each knob value is one run: its prompt bits/dim and tokens are those of the engine with
+  // the edited configuration and the file's weights.
+  void knobs_edit_the_model_for_the_next_run() {
+    struct Case {
+      Family family;
+      session::Knobs knobs;
+      std::function<void(ModelConfig&)> edit;
+    };
+    const std::vector<Case> cases = {
+        {Family::kReformer, {3, 0}, [](ModelConfig& c) { c.lsh.n_hashes = 3; }},
+        {Family::kReformer, {1, 0}, [](ModelConfig& c) { c.lsh.n_hashes = 1; }},
+        {Family::kPerceiverAR, {0, 40}, [](ModelConfig& c) { c.perceiver.latents = 40; }},
+        {Family::kPerceiverAR, {0, 7}, [](ModelConfig& c) { c.perceiver.latents = 7; }}};
+    std::vector<uint8_t> image(8 * 8 * 3);
+    for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 11);
+    std::vector<uint8_t> prompt(image.begin(), image.begin() + 3 * 8 * 3);
+    for (Family family : {Family::kReformer, Family::kPerceiverAR}) {
+      const QString path = make_family_model(
+          dir_, QStringLiteral("knob-%1.safetensors").arg(family_name(family)), family,
+          "image:8x8x3");
+      QVERIFY(!path.isEmpty());
+      Session s;
+      QSignalSpy loaded(&s, &Session::model_loaded);
+      s.open_model(path);
+      QVERIFY(loaded.wait(10000));
+      s.set_prompt(image, 3);
+      QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->prompt_length() == 72);
+      size_t rows = 0;
+      for (const Case& c : cases) {
+        if (c.family != family) continue;
+        SamplingParams p;
+        p.seed = 11;
+        QSignalSpy ended(&s, &Session::run_ended);
+        s.set_knobs(c.knobs);
+        s.generate(p);
+        QVERIFY(ended.wait(30000));
+        QCOMPARE(ended.at(0).at(0).value<RunState>(), RunState::kFinished);
+        const auto snap = s.snapshot();
+        QCOMPARE(snap->knob_rows.size(), ++rows);
+        const session::KnobRow& row = snap->knob_rows.back();
+        const std::unique_ptr<Model> m = load_edited(path, c.edit);
+        QVERIFY(m);
+        QCOMPARE(snap->model->config.lsh.n_hashes, m->config().lsh.n_hashes);
+        QCOMPARE(snap->model->config.perceiver.latents, m->config().perceiver.latents);
+        QCOMPARE(row.value, family == Family::kReformer ? m->config().lsh.n_hashes
+                                                        : m->config().perceiver.latents);
+        QVERIFY(row.tokens_per_s > 0);
+        auto bpd = model_bits_per_dim(*m, prompt.data(), static_cast<int64_t>(prompt.size()));
+        QVERIFY(bpd.has_value());
+        QCOMPARE(row.prompt_bits_per_dim, *bpd);
+        const std::vector<uint8_t> want = engine_generate(*m, prompt, p);
+        QCOMPARE(std::vector<uint8_t>(snap->run->tokens(), snap->run->tokens() + 192), want);
+      }
+    }
+  }
+
+  void compare_equals_engine_generate_for_each_model() {
+    const QString a = make_model(dir_, QStringLiteral("cmp-a.safetensors"), "image:8x8x3", 2, 32);
+    const QString b = make_family_model(dir_, QStringLiteral("cmp-b.safetensors"), Family::kSparse,
+                                        "image:8x8x3");
+    const QString other =
+        make_model(dir_, QStringLiteral("cmp-c.safetensors"), "image:8x4x3", 1, 16);
+    QVERIFY(!a.isEmpty() && !b.isEmpty() && !other.isEmpty());
+    Session s;
+    QSignalSpy loaded(&s, &Session::model_loaded);
+    s.open_model(a);
+    QVERIFY(loaded.wait(10000));
+    std::vector<uint8_t> prompt(2 * 8 * 3);
+    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<uint8_t>(i * 5);
+    s.set_prompt_tokens(prompt);
+
+    // A model of another size is refused and no second model is kept.
+    QSignalSpy failed(&s, &Session::failed);
+    s.open_compare_model(other);
+    QVERIFY(failed.wait(10000));
+    QCOMPARE(failed.at(0).at(0).toString(), QStringLiteral("Compare"));
+    QVERIFY2(failed.at(0).at(1).toString().contains(QStringLiteral("image:8x4x3")),
+             qPrintable(failed.at(0).at(1).toString()));
+    QVERIFY(s.snapshot()->compare_model.empty());
+
+    QSignalSpy compare_loaded(&s, &Session::compare_loaded);
+    s.open_compare_model(b);
+    QVERIFY(compare_loaded.wait(10000));
+    QCOMPARE(s.snapshot()->compare_model, std::string("cmp-b.safetensors"));
+    SamplingParams p;
+    p.seed = 9;
+    p.top_k = 20;
+    QSignalSpy ended(&s, &Session::compare_ended);
+    s.compare(p);
+    QVERIFY(ended.wait(60000));
+    QVERIFY(ended.at(0).at(0).toBool());
+    const auto r = s.snapshot()->compare;
+    QVERIFY(r);
+    QCOMPARE(r->done, int64_t(2 * 192));
+    QCOMPARE(r->prompt_length, int64_t(prompt.size()));
+    const QString paths[2] = {a, b};
+    for (int i = 0; i < 2; ++i) {
+      const std::unique_ptr<Model> m = load_edited(paths[i], [](ModelConfig&) {});
+      QVERIFY(m);
+      const std::vector<uint8_t> want = engine_generate(*m, prompt, p);
+      QCOMPARE(r->sides[i].tokens, want);
+      QVERIFY(r->sides[i].done && r->sides[i].tokens_per_s > 0);
+      QCOMPARE(r->sides[i].completion_bits_per_dim, *model_bits_per_dim(*m, want.data(), 192));
+      QCOMPARE(r->sides[i].prompt_bits_per_dim,
+               *model_bits_per_dim(*m, prompt.data(), static_cast<int64_t>(prompt.size())));
+    }
+    QVERIFY(r->sides[0].tokens != r->sides[1].tokens);
   }
 
   void corrupt_model_fails_and_keeps_the_open_one() {
