@@ -110,9 +110,6 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
       o.seed = s;
     } else if (a == QLatin1String("--autorun")) {
       o.autorun = true;
-    } else if (a == QLatin1String("--help") || a == QLatin1String("-h")) {
-      *error = QString::fromLatin1(kUsage);
-      return std::nullopt;
     } else {
       *error = QStringLiteral("unknown argument '%1' (%2)").arg(a, QString::fromLatin1(kUsage));
       return std::nullopt;
@@ -176,6 +173,10 @@ int main(int argc, char** argv) {
   // Arguments first, so that a bad one is one line and exit 2 even without a display.
   QStringList args;
   for (int i = 0; i < argc; ++i) args << QString::fromLocal8Bit(argv[i]);
+  if (args.contains(QLatin1String("--help")) || args.contains(QLatin1String("-h"))) {
+    std::printf("%s\n", kUsage);
+    return 0;
+  }
   QString error;
   const std::optional<Options> opt = parse(args, &error);
   if (!opt) {
