@@ -3,6 +3,7 @@
 // comparison of the open model with a second one on the same prompt, sampling and seed.
 #include <QFileInfo>
 #include <QMetaObject>
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -172,10 +173,15 @@ void Session::do_compare(const SamplingParams& sampling, std::shared_ptr<CancelF
     Clock::time_point last = start;
     GenerateRequest req;
     req.prompt = prompt_;
+    req.keep = keep_;  // a painted mask regenerates the same pixels on both sides
+    req.length = keep_.empty() ? 0 : static_cast<int64_t>(keep_.size());
     req.sampling = sampling;
     req.cancel = cancel.get();
     req.on_token = [&](int64_t pos, uint8_t token, const float*) {
-      if (pos >= static_cast<int64_t>(tokens.size())) tokens.push_back(token);
+      if (pos < static_cast<int64_t>(tokens.size()))
+        tokens[static_cast<size_t>(pos)] = token;
+      else
+        tokens.push_back(token);
       const Clock::time_point now = Clock::now();
       if (now - last < kPublishInterval) return;
       last = now;
@@ -201,7 +207,9 @@ void Session::do_compare(const SamplingParams& sampling, std::shared_ptr<CancelF
     }
     CompareSide& side = result->sides[i];
     side.tokens = std::move(*out);
-    const int64_t generated = n - result->prompt_length;
+    const int64_t generated =
+        keep_.empty() ? n - result->prompt_length
+                      : static_cast<int64_t>(std::count(keep_.begin(), keep_.end(), 0));
     side.tokens_per_s = secs > 0 ? static_cast<double>(generated) / secs : 0;
     side.completion_bits_per_dim = bits_per_dim(*models[i], side.tokens, n, cancel.get());
     side.prompt_bits_per_dim =

@@ -387,6 +387,31 @@ class TestSession : public QObject {
                *model_bits_per_dim(*m, prompt.data(), static_cast<int64_t>(prompt.size())));
     }
     QVERIFY(r->sides[0].tokens != r->sides[1].tokens);
+
+    // With a painted mask both sides regenerate exactly the painted positions.
+    std::vector<uint8_t> image(192), keep(192, 1);
+    for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 7 + 1);
+    std::fill(keep.begin() + 30, keep.begin() + 60, 0);
+    s.set_prompt_mask(image, keep);
+    QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->has_keep_mask());
+    QSignalSpy ended_masked(&s, &Session::compare_ended);
+    s.compare(p);
+    QVERIFY(ended_masked.wait(60000));
+    QVERIFY(ended_masked.at(0).at(0).toBool());
+    const auto rm = s.snapshot()->compare;
+    for (int i = 0; i < 2; ++i) {
+      const std::unique_ptr<Model> m = load_edited(paths[i], [](ModelConfig&) {});
+      GenerateRequest req;
+      req.prompt = image;
+      req.keep = keep;
+      req.length = 192;
+      req.sampling = p;
+      auto want = generate(*m, req);
+      QVERIFY(want.has_value());
+      QCOMPARE(rm->sides[i].tokens, *want);
+      for (size_t j = 0; j < keep.size(); ++j)
+        if (keep[j]) QCOMPARE(rm->sides[i].tokens[j], image[j]);
+    }
   }
 
   void corrupt_model_fails_and_keeps_the_open_one() {
