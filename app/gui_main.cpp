@@ -18,13 +18,14 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
-    "[--prompt-text T] [--seed S] [--samples N] [--autorun] [--view canvas|audio|text|attention|pattern|lsh|memory|compare] "
+    "[--prompt-text T] [--seed S] [--samples N] [--autorun] [--view "
+    "canvas|audio|text|attention|pattern|lsh|memory|compare] "
     "[--screenshot FILE]";
 
-const QStringList kViews = {QStringLiteral("canvas"),    QStringLiteral("audio"),
-                            QStringLiteral("text"),      QStringLiteral("attention"),
-                            QStringLiteral("pattern"),   QStringLiteral("lsh"),
-                            QStringLiteral("memory"),    QStringLiteral("compare")};
+const QStringList kViews = {QStringLiteral("canvas"),  QStringLiteral("audio"),
+                            QStringLiteral("text"),    QStringLiteral("attention"),
+                            QStringLiteral("pattern"), QStringLiteral("lsh"),
+                            QStringLiteral("memory"),  QStringLiteral("compare")};
 
 // The view a modality is shown in.
 QString view_for(attnscope::ModalityKind kind) {

@@ -256,8 +256,8 @@ void print_memory(const ModelConfig& c, size_t file_bytes) {
   const double act = n * d * f + rows * (4 * d + c.ff_dim) * f + rows * kVocab * f +
                      (c.family == Family::kPerceiverAR ? 2 * n * d * f : 0);
   std::printf("memory estimate (float32 in memory):\n");
-  std::printf("  weights: %s (%.0f bytes; file %zu bytes)\n", mem_format_bytes(weights).c_str(), weights,
-              file_bytes);
+  std::printf("  weights: %s (%.0f bytes; file %zu bytes)\n", mem_format_bytes(weights).c_str(),
+              weights, file_bytes);
   std::printf("  KV cache for decoding to N: %s\n", mem_format_bytes(kv).c_str());
   std::printf("  activations of one forward: %s\n", mem_format_bytes(act).c_str());
 }

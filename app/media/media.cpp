@@ -1,4 +1,5 @@
-// Output file checks, image/text/audio tokens and .npy encoding, shared by attnscope-cli and the GUI.
+// Output file checks, image/text/audio tokens and .npy encoding, shared by attnscope-cli and the
+// GUI.
 #include "media.h"
 
 #include <fcntl.h>

@@ -207,9 +207,9 @@ void Session::do_compare(const SamplingParams& sampling, std::shared_ptr<CancelF
     }
     CompareSide& side = result->sides[i];
     side.tokens = std::move(*out);
-    const int64_t generated =
-        keep_.empty() ? n - result->prompt_length
-                      : static_cast<int64_t>(std::count(keep_.begin(), keep_.end(), 0));
+    const int64_t generated = keep_.empty()
+                                  ? n - result->prompt_length
+                                  : static_cast<int64_t>(std::count(keep_.begin(), keep_.end(), 0));
     side.tokens_per_s = secs > 0 ? static_cast<double>(generated) / secs : 0;
     side.completion_bits_per_dim = bits_per_dim(*models[i], side.tokens, n, cancel.get());
     side.prompt_bits_per_dim =

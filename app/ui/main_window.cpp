@@ -16,21 +16,21 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QSettings>
-#include <QStandardPaths>
 #include <QStackedWidget>
+#include <QStandardPaths>
 #include <QStatusBar>
 #include <QTabWidget>
 
+#include "attention_view.h"
 #include "audio_view.h"
 #include "compare_view.h"
 #include "export.h"
-#include "model_panel.h"
-#include "prompt_panel.h"
-#include "sampling_panel.h"
-#include "attention_view.h"
 #include "lsh_view.h"
 #include "memory_view.h"
+#include "model_panel.h"
 #include "pattern_view.h"
+#include "prompt_panel.h"
+#include "sampling_panel.h"
 #include "text_view.h"
 
 namespace ui {
@@ -366,8 +366,7 @@ void MainWindow::choose_view_export() {
   const QString path = QFileDialog::getSaveFileName(
       this, tr("Export view"),
       QDir(dir).filePath(compare ? compare_view_->export_name() : v->export_name()),
-      tr("PNG images (*.png)"),
-      nullptr, QFileDialog::DontUseNativeDialog);
+      tr("PNG images (*.png)"), nullptr, QFileDialog::DontUseNativeDialog);
   if (path.isEmpty()) return;
   if (export_view_to(path))
     settings.setValue(QStringLiteral("export/dir"), QFileInfo(path).absolutePath());
@@ -383,10 +382,10 @@ void MainWindow::run_compare() {
 }
 
 void MainWindow::choose_compare_model() {
-  const QString path = QFileDialog::getOpenFileName(
-      this, tr("Load a second model to compare"), last_dir_,
-      tr("Attnscope models (*.safetensors);;All files (*)"), nullptr,
-      QFileDialog::DontUseNativeDialog);
+  const QString path =
+      QFileDialog::getOpenFileName(this, tr("Load a second model to compare"), last_dir_,
+                                   tr("Attnscope models (*.safetensors);;All files (*)"), nullptr,
+                                   QFileDialog::DontUseNativeDialog);
   if (path.isEmpty()) return;
   last_dir_ = QFileInfo(path).absolutePath();
   open_compare_model(path);

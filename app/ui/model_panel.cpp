@@ -83,8 +83,8 @@ void ModelPanel::show_snapshot(const session::Snapshot& s) {
       config_->setText(QString::fromStdString(m.config_text));
       params_->setText(QStringLiteral("%1 (%2 in the file)")
                            .arg(QLocale().toString(static_cast<qlonglong>(m.param_count)),
-                                QString::fromStdString(
-                                    attnscope::mem_format_bytes(static_cast<double>(m.file_bytes)))));
+                                QString::fromStdString(attnscope::mem_format_bytes(
+                                    static_cast<double>(m.file_bytes)))));
       for (size_t l = 0; l < m.layer_kinds.size(); ++l)
         layers_->addItem(
             QStringLiteral("%1: %2").arg(l).arg(QString::fromStdString(m.layer_kinds[l])));

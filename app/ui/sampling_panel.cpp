@@ -4,13 +4,13 @@
 #include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
-#include <QHeaderView>
-#include <QTableWidget>
 #include <QHBoxLayout>
+#include <QHeaderView>
 #include <QLabel>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QTableWidget>
 #include <QVBoxLayout>
 #include <cmath>
 
@@ -85,8 +85,9 @@ SamplingPanel::SamplingPanel(QWidget* parent) : QWidget(parent) {
   knob_table_->verticalHeader()->hide();
   knob_table_->horizontalHeader()->setSectionResizeMode(QHeaderView::ResizeToContents);
   knob_table_->horizontalHeader()->setStretchLastSection(true);
-  knob_table_->setToolTip(tr("One row per finished run: the knob value, the generation speed "
-                             "and the bits/dim of the prompt under the model"));
+  knob_table_->setToolTip(
+      tr("One row per finished run: the knob value, the generation speed "
+         "and the bits/dim of the prompt under the model"));
   knobs->addWidget(knob_table_);
   knobs_box_->hide();
   layout->addWidget(knobs_box_);
@@ -133,8 +134,7 @@ session::Knobs SamplingPanel::knobs() const {
   session::Knobs k;
   if (!knobs_model_) return k;
   if (knobs_model_->config.family == attnscope::Family::kReformer) k.n_hashes = hashes_->value();
-  if (knobs_model_->config.family == attnscope::Family::kPerceiverAR)
-    k.latents = latents_->value();
+  if (knobs_model_->config.family == attnscope::Family::kPerceiverAR) k.latents = latents_->value();
   return k;
 }
 
@@ -169,8 +169,9 @@ void SamplingPanel::show_knobs(const session::Snapshot& s) {
   for (size_t i = 0; i < s.knob_rows.size(); ++i) {
     const session::KnobRow& r = s.knob_rows[i];
     const double bpd = r.prompt_bits_per_dim;
-    const QStringList cells = {QString::number(r.value), QString::number(r.tokens_per_s, 'f', 0),
-                               std::isnan(bpd) ? tr("— (no prompt)") : QString::number(bpd, 'f', 3)};
+    const QStringList cells = {
+        QString::number(r.value), QString::number(r.tokens_per_s, 'f', 0),
+        std::isnan(bpd) ? tr("— (no prompt)") : QString::number(bpd, 'f', 3)};
     for (int c = 0; c < 3; ++c) {
       auto* item = new QTableWidgetItem(cells[c]);
       item->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);

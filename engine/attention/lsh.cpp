@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "attention/fast_exp.h"
 #include "attnscope/attention.h"
 #include "attnscope/tensor.h"
-#include "attention/fast_exp.h"
 #include "core/rng.h"
 
 namespace attnscope {

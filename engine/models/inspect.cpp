@@ -222,7 +222,8 @@ int inspect_layer_count(const ModelConfig& cfg) {
 std::string inspect_layer_kind(const ModelConfig& c, int layer) {
   const std::string n = std::to_string(c.seq_len());
   switch (c.family) {
-    case Family::kDense: return "dense causal";
+    case Family::kDense:
+      return "dense causal";
     case Family::kSparse: {
       std::string sets;
       for (int h = 0; h < c.heads; ++h) {

@@ -10,6 +10,7 @@
 #include <QElapsedTimer>
 #include <QFile>
 #include <QFileDialog>
+#include <QGroupBox>
 #include <QLabel>
 #include <QMessageBox>
 #include <QMimeData>
@@ -19,10 +20,8 @@
 #include <QPushButton>
 #include <QRegularExpression>
 #include <QSignalSpy>
-#include <QGroupBox>
 #include <QSpinBox>
 #include <QTableWidget>
-#include <QSpinBox>
 #include <QTemporaryDir>
 #include <QTimer>
 #include <QtTest>
@@ -30,20 +29,19 @@
 
 #include "attnscope/audio.h"
 #include "attnscope/generate.h"
+#include "attnscope/inspect.h"
 #include "attnscope/safetensors.h"
 #include "render/canvas.h"
 #include "render/colormap.h"
+#include "render/palette.h"
+#include "ui/attention_view.h"
 #include "ui/audio_view.h"
 #include "ui/compare_view.h"
 #include "ui/export.h"
-#include "ui/main_window.h"
-#include "render/palette.h"
-#include "ui/attention_view.h"
 #include "ui/lsh_view.h"
+#include "ui/main_window.h"
 #include "ui/memory_view.h"
 #include "ui/pattern_view.h"
-#include "attnscope/inspect.h"
-#include <QLabel>
 #include "ui/prompt_panel.h"
 #include "ui/sampling_panel.h"
 #include "ui/text_view.h"
@@ -377,8 +375,8 @@ class TestGui : public QObject {
     QSignalSpy ended(window_->session(), &session::Session::run_ended);
     window_->generate();
     QVERIFY(ended.wait(30000));
-    for (const QString& name : {QStringLiteral("attention"), QStringLiteral("pattern"),
-                                QStringLiteral("memory")}) {
+    for (const QString& name :
+         {QStringLiteral("attention"), QStringLiteral("pattern"), QStringLiteral("memory")}) {
       QVERIFY(window_->show_view(name));
       ui::InspectView* v = window_->inspect_view(name);
       QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 60000);
@@ -415,8 +413,8 @@ class TestGui : public QObject {
     std::vector<double> per_pixel(64, 0.0);
     for (int64_t j = 0; j < row.keys; ++j)
       per_pixel[static_cast<size_t>(j / 3)] += row.weights[static_cast<size_t>(2 * row.keys + j)];
-    const int top = static_cast<int>(std::max_element(per_pixel.begin(), per_pixel.end()) -
-                                     per_pixel.begin());
+    const int top =
+        static_cast<int>(std::max_element(per_pixel.begin(), per_pixel.end()) - per_pixel.begin());
     const QPoint want(top % 8, top / 8);
     const render::Field& f = v->field_view()->field();
     QCOMPARE(f.values[static_cast<size_t>(top)], 1.0f);
@@ -607,8 +605,8 @@ class TestGui : public QObject {
       const QString stats = cv->stats_label(i)->text();
       QVERIFY2(stats.contains(QStringLiteral("tokens/s")) &&
                    stats.count(QStringLiteral("bits/dim")) == 2 &&
-                   stats.contains(QString::number(
-                       cv->result()->sides[i].completion_bits_per_dim, 'f', 3)),
+                   stats.contains(
+                       QString::number(cv->result()->sides[i].completion_bits_per_dim, 'f', 3)),
                qPrintable(stats));
       QVERIFY(cv->stats_label(i)->isVisible());
     }
@@ -634,7 +632,8 @@ class TestGui : public QObject {
     QVERIFY(cv->message_label()->isVisible());
     QCOMPARE(cv->message_label()->text(), closer.text);
     // The second model loaded before stays.
-    QCOMPARE(window_->session()->snapshot()->compare_model, std::string("second-sparse.safetensors"));
+    QCOMPARE(window_->session()->snapshot()->compare_model,
+             std::string("second-sparse.safetensors"));
     QVERIFY(window_->isVisible());
     window_->show_view(QStringLiteral("canvas"));
   }
@@ -690,8 +689,10 @@ class TestGui : public QObject {
     QCOMPARE(img.size(), QSize(1400, 800));
     QFile csv(dir_.filePath(QStringLiteral("memory.csv")));
     QVERIFY(csv.open(QIODevice::ReadOnly));
-    const QStringList lines = QString::fromUtf8(csv.readAll()).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
-    QCOMPARE(lines.value(0), QStringLiteral("family,length,category,estimate_bytes,measured_bytes"));
+    const QStringList lines =
+        QString::fromUtf8(csv.readAll()).split(QLatin1Char('\n'), Qt::SkipEmptyParts);
+    QCOMPARE(lines.value(0),
+             QStringLiteral("family,length,category,estimate_bytes,measured_bytes"));
     int measured = 0, dense_rows = 0;
     for (int i = 1; i < lines.size(); ++i) {
       const QStringList f = lines[i].split(QLatin1Char(','));
@@ -787,8 +788,9 @@ class TestGui : public QObject {
         if (c == QColor(90, 160, 255) && left) ++prompt_px;
         if (c == QColor(255, 170, 60) && !left) ++generated_px;
       }
-    QVERIFY2(prompt_px > 100 && generated_px > 100,
-             qPrintable(QStringLiteral("%1 prompt, %2 generated").arg(prompt_px).arg(generated_px)));
+    QVERIFY2(
+        prompt_px > 100 && generated_px > 100,
+        qPrintable(QStringLiteral("%1 prompt, %2 generated").arg(prompt_px).arg(generated_px)));
     // Play is on, or off with the reason in its tooltip and a visible label.
     if (!view->play_button()->isEnabled()) {
       QVERIFY(!view->play_button()->toolTip().isEmpty());
@@ -805,8 +807,8 @@ class TestGui : public QObject {
     QCOMPARE(back->rate, 8000);
     QCOMPARE(back->samples.size(), size_t(2000));
     for (size_t i = 0; i < 2000; i += 97)  // 16-bit PCM: within one step of 1/32767
-      QVERIFY(std::abs(back->samples[i] - audio_mulaw_decode(s->run->token(static_cast<int64_t>(i)))) <
-              1.5f / 32767);
+      QVERIFY(std::abs(back->samples[i] -
+                       audio_mulaw_decode(s->run->token(static_cast<int64_t>(i)))) < 1.5f / 32767);
   }
 
   void text_model_with_a_typed_prompt() {

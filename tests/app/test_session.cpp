@@ -297,9 +297,9 @@ class TestSession : public QObject {
     for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 11);
     std::vector<uint8_t> prompt(image.begin(), image.begin() + 3 * 8 * 3);
     for (Family family : {Family::kReformer, Family::kPerceiverAR}) {
-      const QString path = make_family_model(
-          dir_, QStringLiteral("knob-%1.safetensors").arg(family_name(family)), family,
-          "image:8x8x3");
+      const QString path =
+          make_family_model(dir_, QStringLiteral("knob-%1.safetensors").arg(family_name(family)),
+                            family, "image:8x8x3");
       QVERIFY(!path.isEmpty());
       Session s;
       QSignalSpy loaded(&s, &Session::model_loaded);

@@ -509,10 +509,13 @@ class TestInspect : public QObject {
     s.sparse.block = 16;
     s.sparse.stride = 16;
     QVERIFY(config_resolve(s).is_ok());
-    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 0)), QString("strided A1, l = 16, block 16"));
-    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 1)), QString("strided A2, l = 16, block 16"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 0)),
+             QString("strided A1, l = 16, block 16"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 1)),
+             QString("strided A2, l = 16, block 16"));
     s.sparse.combine = SparseCombine::kPerHead;
-    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 0)), QString("strided A1/A2, l = 16, block 16"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(s, 0)),
+             QString("strided A1/A2, l = 16, block 16"));
     ModelConfig p = s;
     p.family = Family::kPerceiverAR;
     p.perceiver.latents = 64;
@@ -520,7 +523,8 @@ class TestInspect : public QObject {
     QCOMPARE(inspect_layer_count(p), 3);
     QCOMPARE(QString::fromStdString(inspect_layer_kind(p, 0)),
              QString("cross-attention, 64 latents over 256 inputs"));
-    QCOMPARE(QString::fromStdString(inspect_layer_kind(p, 2)), QString("latent self-attention over 64"));
+    QCOMPARE(QString::fromStdString(inspect_layer_kind(p, 2)),
+             QString("latent self-attention over 64"));
     ModelConfig h = s;
     h.family = Family::kHourglass;
     h.hourglass.hierarchy = "1@1,2@4,1@1";
