@@ -31,6 +31,7 @@
 #include "attnscope/generate.h"
 #include "attnscope/inspect.h"
 #include "attnscope/safetensors.h"
+#include "model_files.h"
 #include "render/canvas.h"
 #include "render/colormap.h"
 #include "render/palette.h"
@@ -53,40 +54,13 @@ namespace {
 
 QString make_model(const QTemporaryDir& dir, const QString& name, const std::string& modality,
                    int layers, int dim) {
-  ModelConfig cfg;
-  cfg.family = Family::kDense;
-  cfg.modality = *modality_parse(modality);
-  cfg.layers = layers;
-  cfg.dim = dim;
-  cfg.heads = 4;
-  cfg.seed = 5;
-  if (!config_resolve(cfg)) return {};
-  InitOptions opt;
-  opt.seed = 5;
-  opt.zero_logits = false;
-  const QString path = dir.filePath(name);
-  if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
-  return path;
+  return write_test_model(dir, name, Family::kDense, modality, layers, dim, 5);
 }
 
-// A model of any family with freshly initialised weights and random logits.
+// A model of any family, 2 layers of width 32.
 QString make_family_model(const QTemporaryDir& dir, const QString& name, Family family,
                           const std::string& modality) {
-  ModelConfig cfg;
-  cfg.family = family;
-  cfg.modality = *modality_parse(modality);
-  cfg.layers = 2;
-  cfg.dim = 32;
-  cfg.heads = 4;
-  cfg.seed = 5;
-  if (family == Family::kReformer) cfg.lsh.chunk = 16;
-  if (!config_resolve(cfg)) return {};
-  InitOptions opt;
-  opt.seed = 5;
-  opt.zero_logits = false;
-  const QString path = dir.filePath(name);
-  if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
-  return path;
+  return write_test_model(dir, name, family, modality, 2, 32, 5);
 }
 
 // Closes the next QMessageBox that appears and keeps its text.

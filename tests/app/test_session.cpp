@@ -15,6 +15,7 @@
 
 #include "attnscope/generate.h"
 #include "attnscope/safetensors.h"
+#include "model_files.h"
 #include "session/session.h"
 
 using namespace attnscope;
@@ -25,40 +26,13 @@ namespace {
 
 QString make_model(const QTemporaryDir& dir, const QString& name, const std::string& modality,
                    int layers, int dim) {
-  ModelConfig cfg;
-  cfg.family = Family::kDense;
-  cfg.modality = *modality_parse(modality);
-  cfg.layers = layers;
-  cfg.dim = dim;
-  cfg.heads = 4;
-  cfg.seed = 3;
-  if (!config_resolve(cfg)) return {};
-  InitOptions opt;
-  opt.seed = 3;
-  opt.zero_logits = false;  // so that the distributions carry information
-  const QString path = dir.filePath(name);
-  if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
-  return path;
+  return write_test_model(dir, name, Family::kDense, modality, layers, dim, 3);
 }
 
-// A model of any family, fresh weights with random logits.
+// A model of any family, 2 layers of width 32.
 QString make_family_model(const QTemporaryDir& dir, const QString& name, Family family,
                           const std::string& modality) {
-  ModelConfig cfg;
-  cfg.family = family;
-  cfg.modality = *modality_parse(modality);
-  cfg.layers = 2;
-  cfg.dim = 32;
-  cfg.heads = 4;
-  cfg.seed = 3;
-  if (family == Family::kReformer) cfg.lsh.chunk = 16;
-  if (!config_resolve(cfg)) return {};
-  InitOptions opt;
-  opt.seed = 3;
-  opt.zero_logits = false;
-  const QString path = dir.filePath(name);
-  if (!safetensors_save(path.toStdString(), cfg, model_init_weights(cfg, opt))) return {};
-  return path;
+  return write_test_model(dir, name, family, modality, 2, 32, 3);
 }
 
 // The model in path with its configuration edited by edit, as the engine builds it.
