@@ -3,12 +3,14 @@
 // main window and, when asked, runs the generation (or the comparison) to its end, writes a
 // screenshot and exits.
 #include <QApplication>
+#include <QBuffer>
 #include <QDir>
 #include <QFileInfo>
 #include <QTimer>
 #include <cstdio>
 #include <optional>
 
+#include "attnscope/atomic_file.h"
 #include "render/canvas.h"
 #include "ui/main_window.h"
 #include "ui/prompt_panel.h"
@@ -217,11 +219,20 @@ int main(int argc, char** argv) {
     QObject::connect(&settle, &QTimer::timeout, &window, [&] {
       if (window.views_pending()) return;
       settle.stop();
-      if (window.grab().save(opt->screenshot)) {
+      // Encoded in memory and written atomically: the file is complete or absent.
+      QByteArray png;
+      QBuffer buffer(&png);
+      buffer.open(QIODevice::WriteOnly);
+      attnscope::Status st =
+          window.grab().save(&buffer, "PNG")
+              ? attnscope::atomic_write_file(opt->screenshot.toStdString(),
+                                             std::vector<uint8_t>(png.begin(), png.end()))
+              : attnscope::internal_error("cannot encode the screenshot as PNG");
+      if (st.is_ok()) {
         QCoreApplication::exit(0);
       } else {
-        std::fprintf(stderr, "attnscope: cannot write the screenshot %s\n",
-                     qPrintable(opt->screenshot));
+        std::fprintf(stderr, "attnscope: cannot write the screenshot %s: %s\n",
+                     qPrintable(opt->screenshot), st.message().c_str());
         QCoreApplication::exit(1);
       }
     });
