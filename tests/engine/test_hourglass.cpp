@@ -11,6 +11,7 @@
 
 #include "attnscope/model.h"
 #include "core/rng.h"
+#include "engine/model_checks.h"
 
 using namespace attnscope;
 
@@ -48,33 +49,6 @@ std::unique_ptr<Model> make_model(const Case& c) {
   auto m = model_create(cfg, model_init_weights(cfg, InitOptions{11, /*zero_logits=*/false}));
   Q_ASSERT(m.has_value());
   return std::move(*m);
-}
-
-std::vector<uint8_t> random_tokens(uint64_t seed, int64_t n) {
-  Rng rng(seed);
-  std::vector<uint8_t> x(static_cast<size_t>(n));
-  for (auto& t : x) t = static_cast<uint8_t>(rng.next_u64() & 0xff);
-  return x;
-}
-
-// max |a - b| / max(1, |b|) over count values.
-double max_err(const float* a, const float* b, int64_t count) {
-  double e = 0.0;
-  for (int64_t i = 0; i < count; ++i)
-    e = std::max(e,
-                 std::abs(static_cast<double>(a[i]) - b[i]) / std::max(1.0, std::abs(1.0 * b[i])));
-  return e;
-}
-
-// (n, 256) logits of decode steps over x[0..n).
-std::vector<float> decode_all(const Model& m, const std::vector<uint8_t>& x, int64_t n) {
-  std::vector<float> out(static_cast<size_t>(n * kVocab));
-  auto st = m.decode_begin();
-  for (int64_t p = 0; p < n; ++p) {
-    Status s = m.decode_step(*st, p > 0 ? x[static_cast<size_t>(p - 1)] : -1, &out[p * kVocab]);
-    Q_ASSERT(s.is_ok());
-  }
-  return out;
 }
 
 Tensor forward(const Model& m, const std::vector<uint8_t>& x, int64_t n) {
