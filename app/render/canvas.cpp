@@ -2,7 +2,6 @@
 // the mouse: pan with a drag, zoom with the wheel, hover for the inspector.
 #include "canvas.h"
 
-#include <QFile>
 #include <QMouseEvent>
 #include <QOpenGLContext>
 #include <QOpenGLShaderProgram>
@@ -13,11 +12,8 @@
 #include <glm/gtc/matrix_transform.hpp>
 #include <glm/gtc/type_ptr.hpp>
 
+#include "gl_common.h"
 #include "media.h"
-
-static void init_shader_resources() {
-  Q_INIT_RESOURCE(shaders);
-}
 
 namespace render {
 
@@ -25,11 +21,6 @@ using session::RunState;
 using session::Snapshot;
 
 namespace {
-
-QByteArray shader_source(const QString& name) {
-  QFile f(QStringLiteral(":/shaders/") + name);
-  return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
-}
 
 constexpr double kMinZoom = 0.25, kMaxZoom = 256;
 constexpr int kGridGap = cli::kGridGap;  // the CLI's grid of samples, pixel for pixel
@@ -47,7 +38,6 @@ void canvas_set_default_surface_format() {
 
 Canvas::Canvas(session::Session* session, QWidget* parent)
     : QOpenGLWidget(parent), session_(session) {
-  init_shader_resources();
   setMouseTracking(true);
   setFocusPolicy(Qt::StrongFocus);
   setMinimumSize(320, 240);
@@ -84,24 +74,9 @@ void Canvas::initializeGL() {
           Qt::DirectConnection);
   renderer_ = QString::fromLatin1(reinterpret_cast<const char*>(glGetString(GL_RENDERER)));
 
-  program_ = std::make_unique<QOpenGLShaderProgram>();
-  QByteArray frag = shader_source(QStringLiteral("image.frag"));
-  frag.prepend("#version 330 core\n" + shader_source(QStringLiteral("colormap.glsl")));
-  if (!program_->addShaderFromSourceCode(QOpenGLShader::Vertex,
-                                         shader_source(QStringLiteral("image.vert"))) ||
-      !program_->addShaderFromSourceCode(QOpenGLShader::Fragment, frag) || !program_->link())
-    qFatal("attnscope: the canvas shaders do not build (%s); is shaders.qrc compiled in?",
-           qPrintable(program_->log()));
-
-  const float quad[] = {0, 0, 1, 0, 0, 1, 1, 1};
-  glGenVertexArrays(1, &vao_);
-  glBindVertexArray(vao_);
-  glGenBuffers(1, &vbo_);
-  glBindBuffer(GL_ARRAY_BUFFER, vbo_);
-  glBufferData(GL_ARRAY_BUFFER, sizeof quad, quad, GL_STATIC_DRAW);
-  glEnableVertexAttribArray(0);
-  glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, nullptr);
-  glBindVertexArray(0);
+  program_ =
+      gl_build_program({QStringLiteral("colormap.glsl"), QStringLiteral("image.frag")}, "canvas");
+  gl_make_unit_quad(this, &vao_, &vbo_);
 
   glGenTextures(1, &texture_);
   glBindTexture(GL_TEXTURE_2D, texture_);

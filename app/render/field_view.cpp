@@ -2,7 +2,6 @@
 // drawn as one quad; the layout is the largest whole zoom that fits (fractional below 1).
 #include "field_view.h"
 
-#include <QFile>
 #include <QMouseEvent>
 #include <QOpenGLShaderProgram>
 #include <QVector2D>
@@ -11,22 +10,15 @@
 #include <glm/gtc/matrix_transform.hpp>
 #include <glm/gtc/type_ptr.hpp>
 
-static void init_field_shader_resources() {
-  Q_INIT_RESOURCE(shaders);
-}
+#include "gl_common.h"
 
 namespace render {
 
 namespace {
-QByteArray shader_source(const QString& name) {
-  QFile f(QStringLiteral(":/shaders/") + name);
-  return f.open(QIODevice::ReadOnly) ? f.readAll() : QByteArray();
-}
 constexpr int kMargin = 8;
 }  // namespace
 
 FieldView::FieldView(QWidget* parent) : QOpenGLWidget(parent) {
-  init_field_shader_resources();
   setMouseTracking(true);
   setMinimumSize(200, 200);
 }
@@ -77,24 +69,10 @@ void FieldView::initializeGL() {
   initializeOpenGLFunctions();
   connect(context(), &QOpenGLContext::aboutToBeDestroyed, this, &FieldView::release_gl,
           Qt::DirectConnection);
-  program_ = std::make_unique<QOpenGLShaderProgram>();
-  QByteArray frag = shader_source(QStringLiteral("heatmap.frag"));
-  frag.prepend("#version 330 core\n" + shader_source(QStringLiteral("colormap.glsl")) +
-               shader_source(QStringLiteral("palette.glsl")));
-  if (!program_->addShaderFromSourceCode(QOpenGLShader::Vertex,
-                                         shader_source(QStringLiteral("image.vert"))) ||
-      !program_->addShaderFromSourceCode(QOpenGLShader::Fragment, frag) || !program_->link())
-    qFatal("attnscope: the heatmap shaders do not build (%s); is shaders.qrc compiled in?",
-           qPrintable(program_->log()));
-  const float quad[] = {0, 0, 1, 0, 0, 1, 1, 1};
-  glGenVertexArrays(1, &vao_);
-  glBindVertexArray(vao_);
-  glGenBuffers(1, &vbo_);
-  glBindBuffer(GL_ARRAY_BUFFER, vbo_);
-  glBufferData(GL_ARRAY_BUFFER, sizeof quad, quad, GL_STATIC_DRAW);
-  glEnableVertexAttribArray(0);
-  glVertexAttribPointer(0, 2, GL_FLOAT, GL_FALSE, 0, nullptr);
-  glBindVertexArray(0);
+  program_ = gl_build_program({QStringLiteral("colormap.glsl"), QStringLiteral("palette.glsl"),
+                               QStringLiteral("heatmap.frag")},
+                              "heatmap");
+  gl_make_unit_quad(this, &vao_, &vbo_);
   for (GLuint* t : {&base_tex_, &values_tex_}) {
     glGenTextures(1, t);
     glBindTexture(GL_TEXTURE_2D, *t);
