@@ -18,6 +18,10 @@ const char* mem_category_name(MemCategory c) {
       return "attention scratch";
     case MemCategory::kCaches:
       return "caches";
+    case MemCategory::kGradients:
+      return "gradients";
+    case MemCategory::kOptimizer:
+      return "optimizer state";
     case MemCategory::kCount:
       break;
   }

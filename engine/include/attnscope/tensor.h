@@ -12,7 +12,16 @@
 
 namespace attnscope {
 
-enum class MemCategory : int { kWeights = 0, kActivations, kAttentionScratch, kCaches, kCount };
+// kGradients and kOptimizer are used by training only (parameter gradients; AdamW moments).
+enum class MemCategory : int {
+  kWeights = 0,
+  kActivations,
+  kAttentionScratch,
+  kCaches,
+  kGradients,
+  kOptimizer,
+  kCount
+};
 const char* mem_category_name(MemCategory c);
 
 // "12.3 MiB": bytes in binary units for people to read.
@@ -100,5 +109,7 @@ template <typename T>
 using ScratchVector = std::vector<T, TrackedAllocator<T, MemCategory::kAttentionScratch>>;
 template <typename T>
 using ActivationVector = std::vector<T, TrackedAllocator<T, MemCategory::kActivations>>;
+template <typename T>
+using GradientVector = std::vector<T, TrackedAllocator<T, MemCategory::kGradients>>;
 
 }  // namespace attnscope

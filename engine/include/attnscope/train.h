@@ -1,0 +1,143 @@
+// Training: data sets of byte sequences, the AdamW trainer with its schedule, checkpoints and
+// resume, and the memory measurement of real training steps under each technique.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attnscope/config.h"
+#include "attnscope/model.h"
+#include "attnscope/status.h"
+#include "attnscope/tensor.h"
+
+namespace attnscope {
+
+// ---- data ------------------------------------------------------------------------------
+// Examples are byte sequences of exactly the model's length, in the token layout of its
+// modality (images row by row, pixel by pixel, R G B; audio 8-bit mu-law; text bytes).
+struct Dataset {
+  std::vector<std::vector<uint8_t>> train, heldout;
+  std::vector<std::string> train_names, heldout_names;  // source file (and offset) of each
+  std::string describe;                                 // "412 images from DIR (...)"
+};
+struct DataOptions {
+  double heldout_share = 0.05;         // share of examples held out (at least 1 when >= 2 exist)
+  uint64_t split_seed = 0;             // the split is a deterministic function of names and seed
+  bool crop = false;                   // images: centre-crop to the aspect ratio, else scale whole
+  std::string background = "#ffffff";  // images with alpha are composited on this colour
+};
+// DIR: every PNG/JPEG (images) or WAV (audio) or text file below it; FILE: one file (text:
+// cut into windows of the model's length; audio: cut into clips). Refuses with a message
+// naming the file when nothing usable is found or a file is corrupt (corrupt files are
+// skipped with a count in describe when others are usable).
+Expected<Dataset> dataset_load(const std::string& path, const Modality& modality,
+                               const DataOptions& opt);
+
+// ---- training ----------------------------------------------------------------------------
+enum class MemTechnique { kStored, kRecompute, kReversible };
+const char* mem_technique_name(MemTechnique t);
+Expected<MemTechnique> mem_technique_from_name(const std::string& s);
+
+struct TrainOptions {
+  int64_t steps = 1000;
+  int batch = 8;         // sequences per step (gradients accumulated over them)
+  double lr = 3e-4;      // peak learning rate
+  int64_t warmup = 100;  // linear warm-up steps, then cosine decay to lr * min_lr_ratio
+  double min_lr_ratio = 0.1;
+  double weight_decay = 0.01;  // AdamW, matrices only (not biases, norms, embeddings)
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8;
+  double clip = 1.0;               // global gradient norm clip (0 = off)
+  int64_t eval_every = 100;        // steps between held-out bits/dim
+  int64_t eval_examples = 16;      // held-out examples per evaluation (0 = all)
+  int64_t checkpoint_every = 500;  // steps between checkpoints (0 = only at the end)
+  uint64_t seed = 0;               // batch order
+  int threads = 0;                 // 0 = all cores
+  // Memory techniques.
+  bool store_attention = true;  // false: recompute attention probabilities in the backward
+  bool recompute_blocks = false;
+  bool reversible = false;  // Reformer with lsh.reversible only
+  int ff_chunks = 1;
+  int logit_chunks = 1;
+};
+// Sets the technique switches of a preset: stored = keep everything; recompute = blocks
+// re-run in the backward (attention probabilities of one block at a time); reversible =
+// rebuild from outputs (Reformer) with attention recomputed and chunked FFN/logits.
+void train_apply_technique(TrainOptions& opt, MemTechnique t);
+
+// What the trainer reports after each step and each evaluation.
+struct TrainProgress {
+  int64_t step = 0, steps = 0;
+  double loss_bits = 0;  // training loss of this step, bits per position
+  double lr = 0;
+  double grad_norm = 0;      // before clipping
+  double tokens_per_s = 0;   // training throughput over the last step
+  double heldout_bits = -1;  // set on evaluation steps, else < 0
+  double elapsed_s = 0;
+};
+using TrainProgressFn = std::function<void(const TrainProgress&)>;
+
+// The optimiser state and step count that a checkpoint carries besides the weights.
+struct TrainState;
+
+class Trainer {
+ public:
+  // Takes a model (config + weights); the trainer owns float copies of the parameters.
+  static Expected<std::unique_ptr<Trainer>> create(const ModelConfig& cfg, const WeightMap& w,
+                                                   const TrainOptions& opt);
+  ~Trainer();
+
+  // One optimisation step over a batch of sequences (each seq_len bytes). Returns the mean
+  // loss in bits per position.
+  Expected<double> step(const std::vector<const std::vector<uint8_t>*>& batch,
+                        const std::atomic<bool>* cancel = nullptr);
+  // Held-out bits/dim of examples with the current weights (the same number
+  // model_bits_per_dim gives for the model file written from them).
+  Expected<double> evaluate(const std::vector<std::vector<uint8_t>>& examples,
+                            const std::atomic<bool>* cancel = nullptr);
+  // Runs opt.steps steps over data from the current step on; evaluates and checkpoints
+  // (to checkpoint_path, atomically) on schedule; stops cleanly when cancel is set (after
+  // writing a checkpoint). progress may be empty.
+  Status run(const Dataset& data, const std::string& checkpoint_path,
+             const TrainProgressFn& progress, const std::atomic<bool>* cancel);
+
+  int64_t step_count() const;
+  const ModelConfig& config() const;
+  WeightMap weights() const;  // float tensors in the model file's shapes
+  // The model file: config, weights and (with_state) the optimiser state and step, so that
+  // resume continues exactly. Written atomically.
+  Status save(const std::string& path, bool with_state = true) const;
+  // Continues from a file written by save (weights, moments, step); refuses a file whose
+  // config differs from this trainer's.
+  Status resume(const std::string& path);
+
+ private:
+  Trainer();
+  std::unique_ptr<TrainState> st_;
+};
+
+// ---- memory, measured ------------------------------------------------------------------
+struct MemoryPoint {
+  int64_t length = 0;
+  int layers = 0;
+  MemTechnique technique = MemTechnique::kStored;
+  size_t peak_total = 0;  // tracker peak over one forward + backward step
+  std::array<size_t, static_cast<size_t>(MemCategory::kCount)> peak_by_category{};
+  double analytic_bytes = 0;  // the formula's estimate of the same peak
+  double seconds = 0;         // of the measured step
+};
+// Builds a model of `family` (base's other settings; its length replaced by `length` as a
+// text modality), runs one real training step (forward and backward over one sequence,
+// gradients included; no optimiser moments) under the technique and reports the tracker's peak.
+Expected<MemoryPoint> memory_measure(const ModelConfig& base, int64_t length, int layers,
+                                     MemTechnique technique, const std::atomic<bool>* cancel);
+// The analytic peak of the same step: weights + gradients + the activations the technique
+// keeps + attention storage. bytes_per_value is 4 (float32); the seeds' headline figures
+// use the same formula (stored attention matrices: layers * heads * N^2 * 4 bytes).
+double memory_analytic(const ModelConfig& cfg, MemTechnique technique);
+
+}  // namespace attnscope

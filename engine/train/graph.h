@@ -1,0 +1,58 @@
+// Each family's forward built on the training tape, so that it can be differentiated; the
+// same values as Model::forward. Memory techniques are switches in GraphOptions.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "attnscope/config.h"
+#include "attnscope/model.h"
+#include "attnscope/status.h"
+#include "train/ops_train.h"
+
+namespace attnscope::train {
+
+struct GraphOptions {
+  // false: attention probabilities are recomputed in the backward (only outputs and
+  // logsumexps kept); true: every evaluated tile's probabilities are stored.
+  bool store_attention = true;
+  // Each block's forward runs without keeping its intermediates and is re-run in the
+  // backward (checkpoint): stored per block is its input only.
+  bool recompute_blocks = false;
+  // Reformer with lsh.reversible: rebuild each block's inputs from its outputs in the
+  // backward instead of storing them (reversible_stack). Other families: refused.
+  bool reversible = false;
+  int ff_chunks = 1;     // feed-forward in this many row chunks (ffn_block)
+  int logit_chunks = 1;  // output log-probs in this many row chunks (head_loss)
+  // Perceiver AR training: share of the context (positions before the latents) dropped from
+  // the cross-attention, drawn from seed (0 = none; the config's cross_dropout by default).
+  double cross_dropout = -1;  // < 0: take cfg.perceiver.cross_dropout
+  uint64_t dropout_seed = 0;
+};
+
+// Trainable parameters from model weights (every spec'd tensor; vectors become (1, n)).
+template <typename T>
+ParamSet<T> params_from_weights(const ModelConfig& cfg, const WeightMap& w);
+// Back to float tensors in the model file's shapes.
+WeightMap params_to_weights(const ModelConfig& cfg, const ParamSet<float>& p);
+
+// The final hidden rows (before the final layer norm) of x[0..n) and the first position they
+// predict: rows r predicts x[first_row + r]. first_row is 0 except for Perceiver AR
+// (max(0, n - M)).
+template <typename T>
+struct GraphHidden {
+  Var<T> hidden;  // (n - first_row, D)
+  int64_t first_row = 0;
+};
+template <typename T>
+Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& cfg, const ParamSet<T>& p,
+                                      const uint8_t* x, int64_t n, const GraphOptions& opt);
+
+// Mean cross-entropy (nats per predicted position) of x[0..n): (1, 1). rows_out (may be
+// null) gets the number of positions the loss averages over.
+template <typename T>
+Expected<Var<T>> graph_loss(Tape<T>& tape, const ModelConfig& cfg, const ParamSet<T>& p,
+                            const uint8_t* x, int64_t n, const GraphOptions& opt,
+                            int64_t* rows_out = nullptr);
+
+}  // namespace attnscope::train

@@ -1,0 +1,71 @@
+// Differentiable ops on the training tape, one forward and one backward each (the backward
+// is the closure the forward records). Templates over float (training) and double (the
+// finite-difference checks); both are instantiated in ops_train.cpp. Every op computes the
+// same values as the inference ops in ops/ops.h and models/common.cpp, so a graph built
+// from them reproduces Model::forward.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "attnscope/config.h"
+#include "train/tape.h"
+
+namespace attnscope::train {
+
+// Parameters by their model-file name; each a (rows, cols) Var (vectors are (1, n)).
+template <typename T>
+using ParamSet = std::map<std::string, Var<T>>;
+
+// y (n, out) = x (n, in) · w (in, out) + b (1, out); b may be null.
+template <typename T>
+Var<T> linear(Tape<T>& tape, const Var<T>& x, const Var<T>& w, const Var<T>& b);
+// y (n, D) = (x - mean) / sqrt(var + 1e-5) * g + b per row; g, b are (1, D).
+template <typename T>
+Var<T> layernorm(Tape<T>& tape, const Var<T>& x, const Var<T>& g, const Var<T>& b);
+// GPT-2's tanh GELU, elementwise.
+template <typename T>
+Var<T> gelu(Tape<T>& tape, const Var<T>& x);
+// a + b (same shape).
+template <typename T>
+Var<T> add(Tape<T>& tape, const Var<T>& a, const Var<T>& b);
+// a * s.
+template <typename T>
+Var<T> scale(Tape<T>& tape, const Var<T>& a, T s);
+// Rows r0 .. r0+count-1 of x.
+template <typename T>
+Var<T> slice_rows(Tape<T>& tape, const Var<T>& x, int64_t r0, int64_t count);
+// Rows of the parts one after another (same cols).
+template <typename T>
+Var<T> concat_rows(Tape<T>& tape, const std::vector<Var<T>>& parts);
+// The same row-major numbers seen as (rows, cols); rows * cols must equal x's count.
+template <typename T>
+Var<T> reshape(Tape<T>& tape, const Var<T>& x, int64_t rows, int64_t cols);
+
+// The inputs at positions p0 .. p0+count-1 of token sequence x (BOS at 0, x[p-1] after)
+// plus their factorised position embeddings: (count, D), exactly embed_inputs().
+template <typename T>
+Var<T> embed(Tape<T>& tape, const ParamSet<T>& p, const ModelConfig& cfg, const uint8_t* x,
+             int64_t p0, int64_t count);
+
+// The pre-LN feed-forward half of a block under prefix ("blocks.3."): FFN(LN2 x), (n, D).
+// With chunks > 1 the rows are processed in that many chunks and only one chunk's (rows, F)
+// hidden activations exist at a time, in the forward and in the backward (which recomputes
+// them per chunk).
+template <typename T>
+Var<T> ffn_block(Tape<T>& tape, const ParamSet<T>& p, const std::string& prefix, const Var<T>& x,
+                 int chunks);
+
+// Mean cross-entropy in nats of the final layer norm + logit head over hidden (n, D) against
+// targets[0..n): (1, 1). With chunks > 1 the (n, 256) logits are never held whole: each
+// chunk's logits are made, used and dropped, and the backward recomputes them per chunk.
+template <typename T>
+Var<T> head_loss(Tape<T>& tape, const ParamSet<T>& p, const Var<T>& hidden, const uint8_t* targets,
+                 int chunks);
+// The logits (n, 256) of the final layer norm + head (for tests and evaluation).
+template <typename T>
+Var<T> head_logits(Tape<T>& tape, const ParamSet<T>& p, const Var<T>& hidden);
+
+}  // namespace attnscope::train
