@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "attnscope/config.h"
@@ -30,6 +31,12 @@ struct DataOptions {
   uint64_t split_seed = 0;             // the split is a deterministic function of names and seed
   bool crop = false;                   // images: centre-crop to the aspect ratio, else scale whole
   std::string background = "#ffffff";  // images with alpha are composited on this colour
+  // Images -> tokens in the modality's layout (W x H, scaled or centre-cropped per `crop`,
+  // alpha composited on `background`). The engine decodes no image formats: without this,
+  // image data is refused. The apps pass cli::image_dataset_decode (app/media, Qt).
+  std::function<Expected<std::vector<uint8_t>>(const std::string& path, const Modality& m,
+                                               const DataOptions& o)>
+      image_decoder;
 };
 // DIR: every PNG/JPEG (images) or WAV (audio) or text file below it; FILE: one file (text:
 // cut into windows of the model's length; audio: cut into clips). Refuses with a message
@@ -68,6 +75,12 @@ struct TrainOptions {
 // re-run in the backward (attention probabilities of one block at a time); reversible =
 // rebuild from outputs (Reformer) with attention recomputed and chunked FFN/logits.
 void train_apply_technique(TrainOptions& opt, MemTechnique t);
+// The learning rate of step s (0-based): lr * (s + 1) / warmup during the warm-up, then a
+// cosine from lr down to lr * min_lr_ratio at step opt.steps.
+double train_lr_at(const TrainOptions& opt, int64_t step);
+// Scales the gradients (pointer, count pairs) so that their global L2 norm is at most clip
+// (clip <= 0: unchanged) and returns the norm before clipping.
+double train_clip_global_norm(const std::vector<std::pair<float*, int64_t>>& grads, double clip);
 
 // What the trainer reports after each step and each evaluation.
 struct TrainProgress {
@@ -99,7 +112,8 @@ class Trainer {
   // model_bits_per_dim gives for the model file written from them).
   Expected<double> evaluate(const std::vector<std::vector<uint8_t>>& examples,
                             const std::atomic<bool>* cancel = nullptr);
-  // Runs opt.steps steps over data from the current step on; evaluates and checkpoints
+  // Runs from the current step until step_count() == opt.steps (the schedule's length, so a
+  // resumed run ends where the straight one would); evaluates and checkpoints
   // (to checkpoint_path, atomically) on schedule; stops cleanly when cancel is set (after
   // writing a checkpoint). progress may be empty.
   Status run(const Dataset& data, const std::string& checkpoint_path,
@@ -112,8 +126,14 @@ class Trainer {
   // resume continues exactly. Written atomically.
   Status save(const std::string& path, bool with_state = true) const;
   // Continues from a file written by save (weights, moments, step); refuses a file whose
-  // config differs from this trainer's.
+  // config differs from this trainer's. The optimisation settings of the checkpoint (batch,
+  // lr, warmup, min_lr_ratio, weight_decay, betas, eps, clip, seed) replace this trainer's so
+  // that the run continues exactly; steps, cadences and memory switches stay the caller's.
+  // The optimiser state lives beside the model file in path + ".train" (safetensors), so the
+  // model file stays a plain model that every tool loads.
   Status resume(const std::string& path);
+  // The options in force (after resume: the checkpoint's optimisation settings).
+  const TrainOptions& options() const;
 
  private:
   Trainer();
@@ -139,5 +159,15 @@ Expected<MemoryPoint> memory_measure(const ModelConfig& base, int64_t length, in
 // keeps + attention storage. bytes_per_value is 4 (float32); the seeds' headline figures
 // use the same formula (stored attention matrices: layers * heads * N^2 * 4 bytes).
 double memory_analytic(const ModelConfig& cfg, MemTechnique technique);
+
+// The seeds' headline configurations through the formula's attention term, next to the
+// figure the articles publish for them.
+struct MemorySeedFigure {
+  std::string what;          // "Sparse Transformer: 64x64x3 image, dense 64 layers, 4 heads"
+  std::string technique;     // "stored" or "recomputed"
+  double formula_bytes = 0;  // our formula
+  double published_bytes = 0;
+};
+std::vector<MemorySeedFigure> memory_seed_figures();
 
 }  // namespace attnscope

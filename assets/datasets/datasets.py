@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+# The work behind build_icons.sh and build_speech.sh: rasterising Debian's icon themes and
+# speaking generated sentences, each output recorded in SOURCES.tsv with package and licence.
+# Standard library only; the shell scripts check the Debian packages before calling this.
+import base64
+import concurrent.futures
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+
+# ---- Debian package facts ----------------------------------------------------------------
+
+
+def package_version(pkg):
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def package_licence(pkg):
+    """The licence of the package's files, read from /usr/share/doc/PKG/copyright: the
+    'Files: *' stanza of a machine-readable file, else the GPL version its text names."""
+    path = "/usr/share/doc/%s/copyright" % pkg
+    try:
+        text = open(path, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return "unknown (no %s)" % path
+    for stanza in text.split("\n\n"):
+        lines = stanza.strip().splitlines()
+        if lines and lines[0].strip() == "Files: *":
+            for line in lines:
+                if line.startswith("License:"):
+                    return line.split(":", 1)[1].strip()
+    flat = " ".join(text.split())
+    if "GNU General Public License" in flat:
+        for v in ("3", "2"):
+            if "either version %s of the License, or" % v in flat:
+                return "GPL-%s+" % v
+            if "version %s" % v in flat:
+                return "GPL-%s" % v
+    return "see %s" % path
+
+
+def write_tsv(path, header, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\t".join(header) + "\n")
+        for r in rows:
+            f.write("\t".join(str(x).replace("\t", " ").replace("\n", " ") for x in r) + "\n")
+
+
+def pick_unseen(names, count, salt):
+    """A deterministic choice of `count` names: the lowest SHA-256 of salt + name."""
+    ranked = sorted(names, key=lambda n: hashlib.sha256((salt + n).encode()).hexdigest())
+    return set(ranked[:count])
+
+
+# ---- icons -------------------------------------------------------------------------------
+
+ICON_SIZE = 32
+CATEGORIES = ("apps", "places", "mimetypes")
+PAPIRUS = "/usr/share/icons/Papirus/32x32"  # drawn for 32 px, so no scaling blur
+OXYGEN = "/usr/share/icons/oxygen/base/32x32"
+UNSEEN_ICONS = 40
+# Papirus draws its 71 folder shapes in 26 colours; only the default (blue) is kept, or a
+# third of the set would be recoloured folders.
+PAPIRUS_OTHER_COLOURS = {
+    "adwaita", "black", "bluegrey", "breeze", "brown", "carmine", "custom", "cyan", "darkcyan",
+    "deeporange", "green", "grey", "indigo", "magenta", "nordic", "orange", "palebrown",
+    "paleorange", "pink", "red", "teal", "violet", "white", "yaru", "yellow"}
+
+
+def icon_sources():
+    """(output stem, source path, package) for every regular icon file, sorted; symlinks are
+    aliases of files already listed."""
+    out = []
+    for theme, root, pkg, ext in (("papirus", PAPIRUS, "papirus-icon-theme", ".svg"),
+                                  ("oxygen", OXYGEN, "oxygen-icon-theme", ".png")):
+        for cat in CATEGORIES:
+            d = os.path.join(root, cat)
+            if not os.path.isdir(d):
+                continue
+            for name in sorted(os.listdir(d)):
+                p = os.path.join(d, name)
+                if theme == "papirus" and cat == "places" and \
+                        PAPIRUS_OTHER_COLOURS & set(name[:-len(ext)].split("-")):
+                    continue
+                if name.endswith(ext) and os.path.isfile(p) and not os.path.islink(p):
+                    out.append(("%s-%s-%s" % (theme, cat, name[:-len(ext)]), p, pkg))
+    return out
+
+
+def png_is_rgb(path, size):
+    """True when the PNG's header says size x size, 8-bit RGB (colour type 2)."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return False
+    w = int.from_bytes(head[16:20], "big")
+    h = int.from_bytes(head[20:24], "big")
+    return w == size and h == size and head[24] == 8 and head[25] == 2
+
+
+def render_icon(src, dst, tmpdir):
+    """Rasterises src (SVG, or PNG wrapped in an SVG) to a size x size RGB PNG on white."""
+    svg = src
+    if src.endswith(".png"):
+        data = base64.b64encode(open(src, "rb").read()).decode()
+        svg = os.path.join(tmpdir, os.path.basename(dst) + ".svg")
+        with open(svg, "w") as f:
+            f.write('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/'
+                    'xlink" width="%d" height="%d"><image width="%d" height="%d" xlink:href='
+                    '"data:image/png;base64,%s"/></svg>' % ((ICON_SIZE,) * 4 + (data,)))
+    r = subprocess.run(["rsvg-convert", "-w", str(ICON_SIZE), "-h", str(ICON_SIZE),
+                        "--background-color=white", "-f", "png", "-o", dst, svg],
+                       capture_output=True)
+    return r.returncode == 0 and png_is_rgb(dst, ICON_SIZE)
+
+
+def build_icons(outdir):
+    sources = icon_sources()
+    render = os.path.join(outdir, ".render")
+    for d in ("train", "unseen", ".render"):
+        shutil.rmtree(os.path.join(outdir, d), ignore_errors=True)
+        os.makedirs(os.path.join(outdir, d))
+    with tempfile.TemporaryDirectory() as tmp, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        ok = list(pool.map(lambda s: render_icon(s[1], os.path.join(render, s[0] + ".png"), tmp),
+                           sources))
+    failed = sum(1 for x in ok if not x)
+    # Dedupe identical rasters (rsvg-convert's PNG encoding is deterministic, so equal bytes
+    # means equal pixels): the first in sorted order is kept.
+    seen, kept = set(), []
+    for (stem, src, pkg), good in zip(sources, ok):
+        if not good:
+            continue
+        digest = hashlib.sha256(open(os.path.join(render, stem + ".png"), "rb").read()).digest()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        kept.append((stem, src, pkg))
+    unseen = pick_unseen([k[0] for k in kept], UNSEEN_ICONS, "attnscope-icons-unseen")
+    facts = {p: (package_version(p), package_licence(p)) for p in
+             ("papirus-icon-theme", "oxygen-icon-theme", "librsvg2-bin")}
+    rows = []
+    for stem, src, pkg in kept:
+        split = "unseen" if stem in unseen else "train"
+        rel = os.path.join(split, stem + ".png")
+        os.replace(os.path.join(render, stem + ".png"), os.path.join(outdir, rel))
+        rows.append((rel, src, pkg, facts[pkg][0], facts[pkg][1]))
+    shutil.rmtree(render)
+    write_tsv(os.path.join(outdir, "SOURCES.tsv"),
+              ("output", "source", "package", "version", "licence"), rows)
+    print("%d icon files, %d failed to render, %d duplicates dropped: %d in %s/train, %d in "
+          "%s/unseen (rsvg-convert from librsvg2-bin %s)" %
+          (len(sources), failed, len(sources) - failed - len(kept), len(kept) - len(unseen), outdir,
+           len(unseen), outdir, facts["librsvg2-bin"][0]))
+
+
+# ---- speech ------------------------------------------------------------------------------
+
+# Sentences are generated from these word lists (written for this project) by a seeded
+# generator, so the text carries no third-party licence.
+SUBJECTS = ["the old man", "a young girl", "my neighbour", "the teacher", "our captain",
+            "a tired farmer", "the little dog", "her brother", "the quiet student", "a stranger",
+            "the baker", "his grandmother", "the doctor", "a small boy", "the pilot",
+            "the red fox", "an artist", "the gardener", "my friend", "the driver"]
+VERBS = ["found", "painted", "carried", "watched", "opened", "followed", "cleaned", "counted",
+         "forgot", "borrowed", "repaired", "described", "noticed", "lifted", "visited",
+         "remembered", "sold", "measured", "pushed", "answered"]
+OBJECTS = ["a wooden box", "the broken window", "seven green apples", "the long letter",
+           "an empty bottle", "the heavy door", "a paper boat", "the silver key",
+           "twelve blue stones", "the morning train", "a warm loaf of bread", "the garden gate",
+           "an old map", "the yellow kite", "a pair of boots", "the last question",
+           "three white candles", "the kitchen table", "a basket of eggs", "the village clock"]
+PLACES = ["near the river", "in the evening", "behind the school", "after the storm",
+          "before breakfast", "at the market", "on the hill", "under the bridge",
+          "during the winter", "by the sea", "in the dark", "at noon", "beside the road",
+          "in the forest", "on a Sunday"]
+ADVERBS = ["slowly", "quietly", "carefully", "again", "suddenly", "happily", "once more",
+           "without a word", "twice", "at last"]
+NUMBERS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+           "eleven", "twelve", "twenty", "forty", "a hundred"]
+
+# English voices of espeak-ng with variants: accents x male/female/other timbres.
+VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+          "en-029", "en-us-nyc"]
+VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
+            "croak", "whisper"]
+
+
+def sentence(rng):
+    s, v, o, p = (rng.choice(SUBJECTS), rng.choice(VERBS), rng.choice(OBJECTS),
+                  rng.choice(PLACES))
+    form = rng.randrange(6)
+    if form == 0:
+        text = "%s %s %s %s." % (s, v, o, p)
+    elif form == 1:
+        text = "%s, %s %s %s %s." % (p, s, rng.choice(ADVERBS), v, o)
+    elif form == 2:
+        text = "Did %s really see %s %s?" % (s, o, p)
+    elif form == 3:
+        text = "%s %s %s, and then %s %s." % (s, v, o, rng.choice(VERBS), rng.choice(OBJECTS))
+    elif form == 4:
+        text = "%s %s %s %s times %s." % (s, v, o, rng.choice(NUMBERS), p)
+    else:
+        text = "When %s %s %s, %s %s laughed." % (s, v, o, rng.choice(SUBJECTS),
+                                                  rng.choice(["suddenly", "quietly", "happily"]))
+    return text[0].upper() + text[1:]
+
+
+def speak(text, voice, speed, pitch, rate, dst, tmpdir):
+    """espeak-ng to a WAV at its own rate, then sox to mono 16-bit at `rate`."""
+    raw = os.path.join(tmpdir, os.path.basename(dst) + ".raw.wav")
+    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", raw, text],
+                   check=True, capture_output=True)
+    subprocess.run(["sox", raw, "-r", str(rate), "-c", "1", "-b", "16", dst], check=True,
+                   capture_output=True)
+    os.remove(raw)
+
+
+def wav_seconds(path):
+    r = subprocess.run(["soxi", "-D", path], capture_output=True, text=True)
+    return float(r.stdout.strip() or 0)
+
+
+def build_speech(outdir, rate, files=100, sentences_per_file=8, unseen=3):
+    rng = random.Random(20261122)
+    for d in ("train", "unseen"):
+        shutil.rmtree(os.path.join(outdir, d), ignore_errors=True)
+        os.makedirs(os.path.join(outdir, d))
+    jobs = []
+    for i in range(files + unseen):
+        voice = "%s+%s" % (rng.choice(VOICES), rng.choice(VARIANTS))
+        speed, pitch = rng.randrange(120, 200, 10), rng.randrange(20, 81, 5)
+        # The unseen clips are short (about three sentences) and spoken from fresh sentences.
+        count = sentences_per_file if i < files else 3
+        text = " ".join(sentence(rng) for _ in range(count))
+        split = "train" if i < files else "unseen"
+        jobs.append((os.path.join(split, "speech-%03d.wav" % i), voice, speed, pitch, text))
+    with tempfile.TemporaryDirectory() as tmp, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda j: speak(j[4], j[1], j[2], j[3], rate, os.path.join(outdir, j[0]),
+                                      tmp), jobs))
+    facts = {p: (package_version(p), package_licence(p)) for p in ("espeak-ng", "sox")}
+    rows, total = [], 0.0
+    for rel, voice, speed, pitch, text in jobs:
+        secs = wav_seconds(os.path.join(outdir, rel))
+        if rel.startswith("train"):
+            total += secs
+        rows.append((rel, "espeak-ng -v %s -s %d -p %d; sox -r %d -c 1 -b 16" %
+                     (voice, speed, pitch, rate), "espeak-ng", facts["espeak-ng"][0],
+                     facts["espeak-ng"][1], "%.2f" % secs, text))
+    write_tsv(os.path.join(outdir, "SOURCES.tsv"),
+              ("output", "source", "package", "version", "licence", "seconds", "text"), rows)
+    print("%d speech files, %.1f minutes, at %d Hz in %s/train; %d in %s/unseen (espeak-ng %s, "
+          "sox %s)" % (files, total / 60, rate, outdir, unseen, outdir, facts["espeak-ng"][0],
+                      facts["sox"][0]))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "icons":
+        build_icons(sys.argv[2])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "speech":
+        build_speech(sys.argv[2], int(sys.argv[3]))
+    else:
+        sys.exit("usage: datasets.py icons OUTDIR | datasets.py speech OUTDIR RATE")
