@@ -1,5 +1,6 @@
-// attnscope-cli init and info: creating a model file from flags, and describing one (config,
-// parameter count, attention density per layer at full length, memory estimate).
+// attnscope-cli init, info and convert: creating a model file from flags, describing one
+// (config, parameter count, attention density per layer at full length, memory estimate), and
+// storing one at another precision, checked on held-out data.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -11,7 +12,9 @@
 #include "attnscope/attention.h"
 #include "attnscope/inspect.h"
 #include "attnscope/safetensors.h"
+#include "attnscope/train.h"
 #include "commands.h"
+#include "image_dataset.h"
 #include "media.h"
 
 namespace cli {
@@ -72,6 +75,24 @@ const CommandSpec kInfoSpec = {
     1,
     "Density is the share of the causal N(N+1)/2 query-key pairs (per head) that a layer\n"
     "evaluates: exact for dense and sparse (the block layout), analytic for the others."};
+
+const CommandSpec kConvertSpec = {
+    "convert",
+    "convert --model IN.safetensors --dtype f32|f16|bf16 --out OUT.safetensors "
+    "[--data DIR|FILE --max-change BITS]",
+    "Stores a model's weights at another precision. With --data, measures held-out bits/dim\n"
+    "(the same split as attnscope-cli train's default) before and after, and keeps float32 when\n"
+    "the change exceeds --max-change.",
+    {
+        {"--model", "FILE", "the model file to read (required)"},
+        {"--dtype", "T", "f32, f16 or bf16 (required)"},
+        {"--out", "FILE", "the model file to write (required); written atomically"},
+        {"--data", "PATH", "data set whose held-out split checks the change (optional)"},
+        {"--max-change", "BITS", "largest accepted change of held-out bits/dim (default: 0.01)"},
+        {"--examples", "N", "held-out examples to evaluate (default: 64; 0 = all)"},
+    },
+    0,
+    ""};
 
 // Index of value in choices, or a usage error naming the flag.
 Expected<int> choose(const Args& a, const std::string& flag,
@@ -329,6 +350,82 @@ Status cmd_info(const Argv& argv, const Context&) {
   std::printf("config:\n%s\n", nlohmann::ordered_json::parse(config_to_json(c)).dump(2).c_str());
   print_density(c);
   print_memory(c, loaded->file_bytes);
+  return Status::ok();
+}
+
+namespace {
+// Mean held-out bits/dim of weights w over examples.
+Expected<double> heldout_bits(const ModelConfig& cfg, const WeightMap& w,
+                              const std::vector<std::vector<uint8_t>>& examples,
+                              const CancelFlag* cancel) {
+  auto model = model_create(cfg, w);
+  if (!model) return model.status();
+  double sum = 0;
+  for (const auto& e : examples) {
+    auto b = model_bits_per_dim(**model, e.data(), static_cast<int64_t>(e.size()), cancel);
+    if (!b) return b.status();
+    sum += *b;
+  }
+  return sum / static_cast<double>(examples.size());
+}
+}  // namespace
+
+Status cmd_convert(const Argv& argv, const Context& ctx) {
+  auto args = Args::parse(kConvertSpec, argv);
+  if (!args) return args.status();
+  if (args->help()) {
+    std::fputs(command_help(kConvertSpec).c_str(), stdout);
+    return Status::ok();
+  }
+  auto in = args->required("--model");
+  if (!in) return in.status();
+  auto out = args->required("--out");
+  if (!out) return out.status();
+  if (!args->has("--dtype")) return invalid_argument("--dtype is required (f32, f16 or bf16)");
+  auto dtype = choose(*args, "--dtype", {"f32", "f16", "bf16"}, 0);
+  if (!dtype) return dtype.status();
+  auto max_change = args->number("--max-change", 0.01, 0.0, 8.0);
+  if (!max_change) return max_change.status();
+  auto count = args->integer("--examples", 64, 0, int64_t{1} << 30);
+  if (!count) return count.status();
+  ATTN_RETURN_IF_ERROR(check_output_folder(*out));
+  auto loaded = safetensors_load(*in);
+  if (!loaded)
+    return loaded.status().code() == StatusCode::kInternal
+               ? loaded.status()
+               : invalid_argument(loaded.status().message());
+  const DType types[] = {DType::kF32, DType::kF16, DType::kBF16};
+  DType chosen = types[*dtype];
+  if (args->has("--data") && chosen != DType::kF32) {
+    DataOptions dopt;
+    dopt.image_decoder = image_dataset_decode;
+    auto data = dataset_load(args->text("--data", ""), loaded->cfg.modality, dopt);
+    if (!data) return invalid_argument(data.status().message());
+    std::vector<std::vector<uint8_t>> held = data->heldout;
+    if (*count > 0 && static_cast<int64_t>(held.size()) > *count) held.resize(size_t(*count));
+    if (held.empty()) return invalid_argument("the data set has no held-out examples");
+    // Weights as the target precision would store them: save to a temporary file and load.
+    const std::string probe = *out + ".probe.safetensors";
+    Status st = safetensors_save(probe, loaded->cfg, loaded->weights, chosen);
+    if (!st) return st;
+    auto reloaded = safetensors_load(probe);
+    auto before = heldout_bits(loaded->cfg, loaded->weights, held, ctx.cancel);
+    auto after = reloaded ? heldout_bits(reloaded->cfg, reloaded->weights, held, ctx.cancel)
+                          : Expected<double>(reloaded.status());
+    std::remove(probe.c_str());
+    if (!before) return before.status();
+    if (!after) return after.status();
+    const double change = std::fabs(*after - *before);
+    std::printf("held-out bits/dim over %zu examples: f32 %.4f, %s %.4f (change %.4f)\n",
+                held.size(), *before, dtype_name(chosen), *after, change);
+    if (change > *max_change) {
+      std::printf("change exceeds %.4f: keeping f32\n", *max_change);
+      chosen = DType::kF32;
+    }
+  }
+  Status st = safetensors_save(*out, loaded->cfg, loaded->weights, chosen);
+  if (!st) return st.code() == StatusCode::kInvalidArgument ? st : internal_error(st.message());
+  std::printf("wrote %s (%s)\n", out->c_str(), dtype_name(chosen));
   return Status::ok();
 }
 

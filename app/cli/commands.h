@@ -18,9 +18,12 @@ struct Context {
 using Argv = std::vector<std::string>;
 attnscope::Status cmd_init(const Argv& argv, const Context& ctx);
 attnscope::Status cmd_info(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_convert(const Argv& argv, const Context& ctx);
 attnscope::Status cmd_generate(const Argv& argv, const Context& ctx);
 attnscope::Status cmd_eval(const Argv& argv, const Context& ctx);
 attnscope::Status cmd_bench(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_train(const Argv& argv, const Context& ctx);
+attnscope::Status cmd_memory(const Argv& argv, const Context& ctx);
 
 // Loads a model file and builds its model; kInvalidArgument for anything unusable.
 attnscope::Expected<std::unique_ptr<attnscope::Model>> load_model(const std::string& path);

@@ -29,9 +29,12 @@ constexpr const char* kUsage =
     "commands:\n"
     "  init       create a model file with fresh weights\n"
     "  info       show a model file: config, parameters, attention density, memory\n"
+    "  convert    store a model at another precision (f16/bf16), checked on held-out data\n"
     "  generate   sample images, audio or text from a model\n"
     "  eval       bits per dim of a file under a model\n"
     "  bench      time attention kernels or generation (bench attention | bench generate)\n"
+    "  train      train a model file on a folder or file of images, audio or text\n"
+    "  memory     measure the memory of training steps per technique (and the seeds' figures)\n"
     "\n"
     "attnscope-cli COMMAND --help shows a command's options and defaults.\n"
     "Exit codes: 0 success, 1 runtime failure or cancelled, 2 bad usage or bad input.\n";
@@ -77,12 +80,18 @@ int run(int argc, char** argv) {
     st = cli::cmd_init(rest, ctx);
   else if (command == "info")
     st = cli::cmd_info(rest, ctx);
+  else if (command == "convert")
+    st = cli::cmd_convert(rest, ctx);
   else if (command == "generate")
     st = cli::cmd_generate(rest, ctx);
   else if (command == "eval")
     st = cli::cmd_eval(rest, ctx);
   else if (command == "bench")
     st = cli::cmd_bench(rest, ctx);
+  else if (command == "train")
+    st = cli::cmd_train(rest, ctx);
+  else if (command == "memory")
+    st = cli::cmd_memory(rest, ctx);
   else
     st =
         attnscope::invalid_argument("unknown command '" + command + "' (see attnscope-cli --help)");

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -19,6 +20,8 @@ namespace attnscope::train {
 template <typename T>
 struct CountedAllocator {
   using value_type = T;
+  // A vector given a new allocator by move assignment (make_param) must count under it.
+  using propagate_on_container_move_assignment = std::true_type;
   MemCategory category = MemCategory::kActivations;
   CountedAllocator() = default;
   explicit CountedAllocator(MemCategory c) : category(c) {}

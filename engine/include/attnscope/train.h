@@ -141,7 +141,7 @@ class Trainer {
 };
 
 // ---- memory, measured ------------------------------------------------------------------
-struct MemoryPoint {
+struct TrainMemoryPoint {
   int64_t length = 0;
   int layers = 0;
   MemTechnique technique = MemTechnique::kStored;
@@ -153,15 +153,21 @@ struct MemoryPoint {
 // Builds a model of `family` (base's other settings; its length replaced by `length` as a
 // text modality), runs one real training step (forward and backward over one sequence,
 // gradients included; no optimiser moments) under the technique and reports the tracker's peak.
-Expected<MemoryPoint> memory_measure(const ModelConfig& base, int64_t length, int layers,
-                                     MemTechnique technique, const std::atomic<bool>* cancel);
+// base's auto (0) fields are resolved for each length (sparse stride, LSH buckets, pos_width,
+// latents): pass an unresolved base to keep them auto. Hourglass takes its layers from the
+// hierarchy (layers must be 0 or that count). Peaks are above the level before the call.
+Expected<TrainMemoryPoint> memory_measure(const ModelConfig& base, int64_t length, int layers,
+                                          MemTechnique technique, const std::atomic<bool>* cancel);
 // The analytic peak of the same step: weights + gradients + the activations the technique
-// keeps + attention storage. bytes_per_value is 4 (float32); the seeds' headline figures
-// use the same formula (stored attention matrices: layers * heads * N^2 * 4 bytes).
+// keeps + attention storage, float32. Stored dense attention counts the causal half that the
+// tiles keep, layers * heads * N(N+1)/2 * 4 bytes; sparse the layout's entries; LSH N * 2m per
+// round and head; recompute keeps one block input per layer plus one block re-run; reversible
+// has no per-layer term.
 double memory_analytic(const ModelConfig& cfg, MemTechnique technique);
 
-// The seeds' headline configurations through the formula's attention term, next to the
-// figure the articles publish for them.
+// The seeds' headline configurations next to the figures the articles publish: the Sparse
+// Transformer's stored / recomputed attention (full N x N float32 matrices per layer and head,
+// as the articles count them), and the Reformer's 1M tokens through memory_analytic.
 struct MemorySeedFigure {
   std::string what;          // "Sparse Transformer: 64x64x3 image, dense 64 layers, 4 heads"
   std::string technique;     // "stored" or "recomputed"
