@@ -272,9 +272,21 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
       return cancelled("training cancelled during step " + std::to_string(s.step + 1));
     }
     g.dropout_seed = derive_seed(s.opt.seed, static_cast<uint64_t>(s.step) + 1, i);
+    // Perceiver AR predicts only its last M positions: each sequence trains one window of
+    // M, its end drawn uniformly among M, 2M, .., N (the prefix before it is context), so
+    // every position is trained equally often, as the last latents of some window.
+    int64_t n = static_cast<int64_t>(batch[i]->size());
+    if (s.cfg.family == Family::kPerceiverAR) {
+      const int64_t m = s.cfg.perceiver.latents;
+      if (n > m) {
+        const int64_t windows = (n + m - 1) / m;
+        const uint64_t r = derive_seed(s.opt.seed ^ 0x5045524345495645ull,
+                                       static_cast<uint64_t>(s.step) + 1, i);
+        n = std::min(n, m * (1 + static_cast<int64_t>(r % static_cast<uint64_t>(windows))));
+      }
+    }
     train::Tape<float> tape;
-    auto loss = train::graph_loss(tape, s.cfg, s.params, batch[i]->data(),
-                                  static_cast<int64_t>(batch[i]->size()), g);
+    auto loss = train::graph_loss(tape, s.cfg, s.params, batch[i]->data(), n, g);
     if (!loss) {
       zero_grads();
       return loss.status();

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Trains every bundled model in this folder from the project's own datasets with our own
+# trainer (attnscope-cli train), on the CPU. Each model's exact commands are below; the
+# steps, wall time and held-out bits/dim of the run that made the committed files are in
+# assets/models/README.md, and each run's log lands in $WORK/NAME.log.
+#
+#   assets/models/train_models.sh [NAME ...]     (default: every model)
+#
+# Environment: CLI (attnscope-cli, default build/app/cli/attnscope-cli), DATA (dataset root,
+# default out/datasets; built with assets/datasets/*.sh when missing), WORK (default
+# out/train), OUT (default assets/models).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cli=${CLI:-$root/build/app/cli/attnscope-cli}
+data=${DATA:-$root/out/datasets}
+work=${WORK:-$root/out/train}
+out=${OUT:-$root/assets/models}
+mkdir -p "$work" "$out"
+[ -x "$cli" ] || { echo "no attnscope-cli at $cli: build first (README command 2)" >&2; exit 2; }
+
+need_icons() {
+  [ -d "$data/icons/train" ] || bash "$root/assets/datasets/build_icons.sh" "$data/icons"
+}
+need_speech() {
+  [ -d "$data/speech-8000/train" ] || bash "$root/assets/datasets/build_speech.sh" "$data/speech-8000" 8000
+}
+
+# train NAME DATASET STEPS BATCH LR -- INIT_FLAGS...
+# Initialises NAME with INIT_FLAGS (seed 1), trains it, evaluates the held-out split and
+# stores it as F16 when that changes held-out bits/dim by less than 0.01, else F32.
+train() {
+  local name=$1 dataset=$2 steps=$3 batch=$4 lr=$5
+  shift 6
+  local init=$work/$name.init.safetensors ckpt=$work/$name.safetensors log=$work/$name.log
+  [ -f "$init" ] || "$cli" init "$@" --seed 1 --out "$init"
+  local t0=$SECONDS
+  "$cli" train --model "$init" --data "$dataset" --steps "$steps" --batch "$batch" --lr "$lr" \
+    --warmup $((steps / 20 + 1)) --eval-every $((steps / 4)) --eval-examples 32 \
+    --checkpoint-every 50 --seed 1 --resume --out "$ckpt" 2>&1 | tee -a "$log"
+  echo "wall seconds: $((SECONDS - t0))" | tee -a "$log"
+  "$cli" convert --model "$ckpt" --dtype f16 --data "$dataset" --max-change 0.01 \
+    --out "$out/$name.safetensors" 2>&1 | tee -a "$log"
+}
+
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(icons-dense icons-sparse icons-reformer icons-perceiver-ar icons-hourglass speech-sparse)
+img=(--modality image:32x32x3 --dim 128 --heads 4)
+for m in "${models[@]}"; do
+  case $m in
+    icons-dense) need_icons
+      train icons-dense "$data/icons/train" 400 4 2e-3 -- --family dense "${img[@]}" --layers 4 ;;
+    icons-sparse) need_icons
+      train icons-sparse "$data/icons/train" 400 4 2e-3 -- --family sparse "${img[@]}" --layers 4 \
+        --pattern strided ;;
+    icons-reformer) need_icons
+      train icons-reformer "$data/icons/train" 400 4 2e-3 -- --family reformer "${img[@]}" --layers 4 \
+        --n-hashes 2 --chunk 64 ;;
+    icons-perceiver-ar) need_icons
+      train icons-perceiver-ar "$data/icons/train" 400 4 2e-3 -- --family perceiver-ar "${img[@]}" \
+        --layers 4 --latents 512 ;;
+    icons-hourglass) need_icons
+      train icons-hourglass "$data/icons/train" 400 4 2e-3 -- --family hourglass "${img[@]}" \
+        --hierarchy 1@1,2@3,1@1 ;;
+    speech-sparse) need_speech
+      train speech-sparse "$data/speech-8000/train" 300 2 2e-3 -- --family sparse \
+        --modality audio:8000:2.5 --dim 128 --heads 4 --layers 4 --pattern strided ;;
+    *) echo "unknown model $m" >&2; exit 2 ;;
+  esac
+done
