@@ -1,6 +1,7 @@
 // CUDA device discovery. No driver or no device is a normal answer (0), never a crash.
 #include <cuda_runtime.h>
 
+#include <cstring>
 #include <string>
 
 #include "attnscope/backend.h"
@@ -18,6 +19,17 @@ int backend_cuda_device_count(std::string* why_none) {
   return count;
 }
 
-bool backend_cuda_supports(const char*) { return false; }
+// The ops kernels.cuh implements on the device (cuda_ops.cu, attn_*.cu, sample.cu).
+bool backend_cuda_supports(const char* op_name) {
+  if (!op_name) return false;
+  static const char* const kOps[] = {
+      "matmul",      "add_bias",    "layernorm", "gelu",           "add",
+      "split_heads", "merge_heads", "embed",     "shift_avg_pool", "upsample_repeat",
+      "attn_dense",  "attn_sparse", "attn_lsh",  "decode_dense",   "decode_sparse",
+      "sample"};
+  for (const char* op : kOps)
+    if (std::strcmp(op, op_name) == 0) return true;
+  return false;
+}
 
 }  // namespace attnscope

@@ -1,0 +1,58 @@
+// Internal helpers of the CUDA backend's .cu files: launch geometry, warp and block
+// reductions, and the cuBLASLt bf16 product shared by the ops and the benchmark.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "backend/cuda/kernels.cuh"
+
+namespace attnscope::cuda {
+
+constexpr int kThreads = 256;
+
+// Blocks for a grid-stride loop over count elements (capped; the loop covers the rest).
+inline unsigned grid_for(int64_t count) {
+  const int64_t blocks = (count + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, 65535 * 8));
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_sum(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T warp_max(T v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most kThreads); red has one slot per
+// warp. Every thread gets the total. Contains __syncthreads: call from all threads.
+template <typename T>
+__device__ T block_sum(T v, T* red) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_sum(v);
+  __syncthreads();  // red may still be read by a previous call
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  T total = 0;
+  for (int w = 0; w < warps; ++w) total += red[w];
+  return total;
+}
+
+// Row-major c (m, n) (+)= a (m, k) · b (k, n), bf16 inputs, float32 accumulation, c of type
+// c_type (CUDA_R_32F or CUDA_R_16BF); beta 0 or 1. cuda_ops.cu.
+Status lt_matmul_bf16(CudaCtx& ctx, const __nv_bfloat16* a, const __nv_bfloat16* b, void* c,
+                      cudaDataType_t c_type, int64_t m, int64_t k, int64_t n, float beta);
+
+// The context of the host-pointer API (cuda.h): one per thread, created on first use.
+Expected<CudaCtx*> host_ctx();
+
+}  // namespace attnscope::cuda
