@@ -1,13 +1,25 @@
-// attnscope-cli bench: attention kernels side by side (bench attention) and generation speed
-// of every family on a 32x32x3 image (bench generate), as a table or as JSON.
+// attnscope-cli bench: attention kernels side by side (bench attention), generation speed
+// of every family on a 32x32x3 image (bench generate) and training throughput of one
+// configuration (bench train), as a table or as JSON.
+#include <omp.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "args.h"
 #include "attnscope/bench.h"
 #include "attnscope/generate.h"
+#include "attnscope/safetensors.h"
+#include "attnscope/train.h"
 #include "commands.h"
+#include "image_dataset.h"
+#include "media.h"
 
 namespace cli {
 
@@ -39,6 +51,34 @@ const CommandSpec kBenchGenerateSpec = {
     {{"--json", "", "print a JSON array of rows instead of a table"}},
     0,
     ""};
+
+const CommandSpec kBenchTrainSpec = {
+    "bench train",
+    "bench train [--family F] [--modality M] [--layers L --dim D --heads H] [--batch B]\n"
+    "    [--steps S] [--warmup-steps W] [--threads T] [--technique stored|recompute|reversible]\n"
+    "    [--data PATH] [--init-out FILE] [--batch-out FILE] [--json]",
+    "Trains a freshly initialised model (seed 1, random logit layer) for W untimed and S timed\n"
+    "AdamW steps of B sequences and reports the steady-state training throughput: tokens/s\n"
+    "and ms/step from the median timed step, the memory tracker's peak and the process's peak\n"
+    "resident size, and the first step's loss. The last line, BENCH_TRAIN {json}, is for\n"
+    "scripts (tests/bench/run_train_bench.sh compares it with PyTorch).",
+    {{"--family", "NAME", "dense, sparse, reformer, perceiver-ar or hourglass (default: dense)"},
+     {"--modality", "M", "image:WxHxC, audio:RATE:SECONDS or text:LENGTH (default: image:32x32x3)"},
+     {"--layers", "L", "attention blocks (default: 4)"},
+     {"--dim", "D", "model width (default: 128)"},
+     {"--heads", "H", "attention heads (default: 4)"},
+     {"--batch", "B", "sequences per step (default: 4)"},
+     {"--steps", "S", "timed steps (default: 10)"},
+     {"--warmup-steps", "W", "untimed steps before them (default: 2)"},
+     {"--threads", "T", "CPU threads, 0 = all cores (default: 0)"},
+     {"--technique", "T", "stored, recompute or reversible (default: stored)"},
+     {"--data", "PATH", "train on this data set (dataset_load) instead of random bytes"},
+     {"--init-out", "FILE", "write the initial weights as a model file (for train_torch.py)"},
+     {"--batch-out", "FILE", "write every step's batch, in order, as B*N raw bytes each"},
+     {"--json", "", "print the JSON record only"}},
+    0,
+    "Random bytes are uniform (seed 1); with them the loss stays near 8 bits. Timing covers\n"
+    "Trainer::step only (forward, backward, clipping and the AdamW update)."};
 
 Status bench_attention(const Argv& argv, const Context& ctx) {
   auto args = Args::parse(kBenchAttentionSpec, argv);
@@ -121,6 +161,171 @@ Status bench_generate(const Argv& argv, const Context& ctx) {
   return Status::ok();
 }
 
+// CPU seconds of the whole process (all threads): on a shared machine the wall clock also
+// counts the time other processes held the cores.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// The median: robust to the odd slow step on a shared machine.
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t m = v.size();
+  return m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+}
+
+Status bench_train(const Argv& argv, const Context& ctx) {
+  auto args = Args::parse(kBenchTrainSpec, argv);
+  if (!args) return args.status();
+  if (args->help()) {
+    std::fputs(command_help(kBenchTrainSpec).c_str(), stdout);
+    return Status::ok();
+  }
+  constexpr int64_t kIntMax = 2147483647;
+  ModelConfig cfg;
+  auto family = family_from_name(args->text("--family", "dense"));
+  if (!family) return family.status();
+  cfg.family = *family;
+  auto modality = modality_parse(args->text("--modality", "image:32x32x3"));
+  if (!modality) return modality.status();
+  cfg.modality = *modality;
+  auto layers = args->integer("--layers", 4, 1, kIntMax);
+  auto dim = args->integer("--dim", 128, 1, kIntMax);
+  auto heads = args->integer("--heads", 4, 1, kIntMax);
+  auto batch = args->integer("--batch", 4, 1, 1 << 20);
+  auto steps = args->integer("--steps", 10, 1, kIntMax);
+  auto warmup = args->integer("--warmup-steps", 2, 0, kIntMax);
+  auto threads = args->integer("--threads", 0, 0, 4096);
+  for (const auto* e : {&layers, &dim, &heads, &batch, &steps, &warmup, &threads})
+    if (!*e) return e->status();
+  auto technique = mem_technique_from_name(args->text("--technique", "stored"));
+  if (!technique) return technique.status();
+  cfg.layers = static_cast<int>(*layers);
+  cfg.dim = static_cast<int>(*dim);
+  cfg.heads = static_cast<int>(*heads);
+  cfg.seed = 1;
+  ATTN_RETURN_IF_ERROR(config_resolve(cfg));
+  ATTN_RETURN_IF_ERROR(config_validate(cfg));
+  const int64_t n = cfg.seq_len();
+  const int nthreads = *threads > 0 ? static_cast<int>(*threads) : omp_get_num_procs();
+  omp_set_num_threads(nthreads);
+
+  // A random logit layer, so that the first loss depends on every weight (the paper's zero
+  // logit layer would give exactly 8 bits whatever the rest).
+  const WeightMap init = model_init_weights(cfg, InitOptions{1, false});
+  if (args->has("--init-out"))
+    ATTN_RETURN_IF_ERROR(safetensors_save(args->text("--init-out", ""), cfg, init));
+
+  TrainOptions opt;
+  opt.batch = static_cast<int>(*batch);
+  opt.steps = *warmup + *steps;
+  opt.threads = nthreads;
+  train_apply_technique(opt, *technique);
+  auto trainer = Trainer::create(cfg, init, opt);
+  if (!trainer) return trainer.status();
+
+  // The batches: examples of --data in turn, or uniform random bytes.
+  Dataset data;
+  if (args->has("--data")) {
+    DataOptions dopt;
+    dopt.image_decoder = image_dataset_decode;  // as attnscope-cli train reads images
+    auto loaded = dataset_load(args->text("--data", ""), cfg.modality, dopt);
+    if (!loaded) return loaded.status();
+    data = std::move(*loaded);
+  }
+  std::mt19937_64 rng(1);
+  std::vector<std::vector<uint8_t>> seqs(static_cast<size_t>(opt.batch),
+                                         std::vector<uint8_t>(static_cast<size_t>(n)));
+  size_t next_example = 0;
+  auto fill_batch = [&] {
+    for (auto& s : seqs) {
+      if (!data.train.empty()) {
+        s = data.train[next_example++ % data.train.size()];
+      } else {
+        for (auto& b : s) b = static_cast<uint8_t>(rng() & 0xff);
+      }
+    }
+  };
+
+  std::ofstream batch_out;
+  if (args->has("--batch-out")) {
+    batch_out.open(args->text("--batch-out", ""), std::ios::binary | std::ios::trunc);
+    if (!batch_out) return invalid_argument("cannot write " + args->text("--batch-out", ""));
+  }
+  std::vector<double> times, cpu_times, losses;
+  const int64_t total = opt.steps;
+  for (int64_t i = 0; i < total; ++i) {
+    fill_batch();
+    if (batch_out.is_open()) {
+      for (const auto& s : seqs)
+        batch_out.write(reinterpret_cast<const char*>(s.data()), static_cast<std::streamsize>(n));
+      if (!batch_out) return invalid_argument("cannot write " + args->text("--batch-out", ""));
+    }
+    std::vector<const std::vector<uint8_t>*> ptrs;
+    for (const auto& s : seqs) ptrs.push_back(&s);
+    if (i == *warmup) MemTracker::instance().reset_peaks();
+    const double cpu_start = process_cpu_seconds();
+    const auto start = std::chrono::steady_clock::now();
+    auto loss = (*trainer)->step(ptrs, ctx.cancel);
+    if (!loss) return loss.status();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    losses.push_back(*loss);
+    if (i >= *warmup) {
+      times.push_back(secs);
+      cpu_times.push_back(process_cpu_seconds() - cpu_start);
+    }
+    if (ctx.progress)
+      std::fprintf(stderr, "step %lld/%lld: loss %.4f bits, %.0f ms\n",
+                   static_cast<long long>(i + 1), static_cast<long long>(total), *loss, secs * 1e3);
+  }
+  const double median = median_of(times);
+  const double cpu_median = median_of(cpu_times);
+  const double tokens_per_s = static_cast<double>(opt.batch * n) / median;
+  const size_t peak_tracked = MemTracker::instance().snapshot().total_peak;
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  const double peak_rss_mib = static_cast<double>(ru.ru_maxrss) / 1024.0;
+
+  nlohmann::ordered_json rec = {
+      {"impl", "attnscope"},
+      {"threads", nthreads},
+      {"family", family_name(cfg.family)},
+      {"technique", mem_technique_name(*technique)},
+      {"modality", cfg.modality.describe()},
+      {"layers", cfg.layers},
+      {"dim", cfg.dim},
+      {"heads", cfg.heads},
+      {"batch", opt.batch},
+      {"seq_len", n},
+      {"steps", static_cast<int64_t>(times.size())},
+      {"ms_per_step", median * 1e3},
+      {"cpu_ms_per_step", cpu_median * 1e3},
+      {"tokens_per_s", tokens_per_s},
+      {"peak_tracked_mib", static_cast<double>(peak_tracked) / (1024.0 * 1024.0)},
+      {"peak_rss_mib", peak_rss_mib},
+      {"first_loss_bits", losses.front()},
+      {"losses_bits",
+       std::vector<double>(losses.begin(), losses.begin() + std::min<size_t>(3, losses.size()))}};
+  if (!args->has("--json")) {
+    std::printf("%-10s %-14s %6s %4s %5s %5s %-10s %7s %10s %11s %10s %12s %10s %10s\n", "family",
+                "modality", "layers", "dim", "heads", "batch", "technique", "threads", "ms/step",
+                "cpu ms/step", "tokens/s", "peak tracked", "peak RSS", "first loss");
+    std::printf("%-10s %-14s %6d %4d %5d %5d %-10s %7d %10.1f %11.1f %10.1f %12s %10s %10.4f\n",
+                family_name(cfg.family), cfg.modality.describe().c_str(), cfg.layers, cfg.dim,
+                cfg.heads, opt.batch, mem_technique_name(*technique), nthreads, median * 1e3,
+                cpu_median * 1e3, tokens_per_s,
+                mem_format_bytes(static_cast<double>(peak_tracked)).c_str(),
+                mem_format_bytes(peak_rss_mib * 1024.0 * 1024.0).c_str(), losses.front());
+    std::printf("BENCH_TRAIN %s\n", rec.dump().c_str());
+  } else {
+    std::printf("%s\n", rec.dump(2).c_str());
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Status cmd_bench(const Argv& argv, const Context& ctx) {
@@ -128,16 +333,18 @@ Status cmd_bench(const Argv& argv, const Context& ctx) {
   const Argv rest(argv.begin() + (argv.empty() ? 0 : 1), argv.end());
   if (what == "attention") return bench_attention(rest, ctx);
   if (what == "generate") return bench_generate(rest, ctx);
+  if (what == "train") return bench_train(rest, ctx);
   if (what == "--help" || what == "-h") {
     std::fputs(
-        "usage: attnscope-cli bench attention|generate [--json]\n\n"
-        "attnscope-cli bench attention --help and bench generate --help describe each.\n",
+        "usage: attnscope-cli bench attention|generate|train [--json]\n\n"
+        "attnscope-cli bench attention --help, bench generate --help and bench train --help\n"
+        "describe each.\n",
         stdout);
     return Status::ok();
   }
-  return invalid_argument(what.empty() ? "bench needs 'attention' or 'generate'"
+  return invalid_argument(what.empty() ? "bench needs 'attention', 'generate' or 'train'"
                                        : "unknown benchmark '" + what +
-                                             "' (expected 'attention' or 'generate')");
+                                             "' (expected 'attention', 'generate' or 'train')");
 }
 
 }  // namespace cli

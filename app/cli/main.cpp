@@ -32,7 +32,7 @@ constexpr const char* kUsage =
     "  convert    store a model at another precision (f16/bf16), checked on held-out data\n"
     "  generate   sample images, audio or text from a model\n"
     "  eval       bits per dim of a file under a model\n"
-    "  bench      time attention kernels or generation (bench attention | bench generate)\n"
+    "  bench      time attention kernels or generation (bench attention | generate | train)\n"
     "  train      train a model file on a folder or file of images, audio or text\n"
     "  memory     measure the memory of training steps per technique (and the seeds' figures)\n"
     "\n"
