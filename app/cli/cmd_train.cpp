@@ -29,7 +29,7 @@ const CommandSpec kTrainSpec = {
     "train --model INIT.safetensors --data DIR|FILE --steps N [--batch B] "
     "[--lr X] [--warmup N] "
     "[--clip X] [--weight-decay X] [--eval-every N] [--checkpoint-every N] "
-    "[--technique stored|recompute|reversible] [--seed N] [--heldout SHARE] "
+    "[--technique stored|recompute|recompute-attention|reversible] [--seed N] [--heldout SHARE] "
     "[--resume] "
     "--out OUT.safetensors",
     "Trains a model file (from init, or an earlier training) with AdamW on a "
@@ -57,9 +57,9 @@ const CommandSpec kTrainSpec = {
         {"--checkpoint-every", "N",
          "steps between checkpoints, 0 = only at the end (default: 500)"},
         {"--technique", "T",
-         "memory technique: stored, recompute (blocks re-run in the backward) "
-         "or reversible "
-         "(Reformer) (default: stored)"},
+         "memory technique: stored, recompute (blocks re-run in the backward, one "
+         "block's attention probabilities at a time), recompute-attention (blocks re-run, "
+         "probabilities recomputed per tile) or reversible (Reformer) (default: stored)"},
         {"--ff-chunks", "K", "feed-forward row chunks (default: the technique's)"},
         {"--logit-chunks", "K", "output log-prob row chunks (default: the technique's)"},
         {"--seed", "S", "seed of the batch order and the held-out split (default: 0)"},
@@ -95,8 +95,8 @@ const CommandSpec kMemorySpec = {
         {"--lengths", "LIST", "sequence lengths, comma separated (required)"},
         {"--layers", "LIST", "layer counts, comma separated (required; hourglass: 0)"},
         {"--technique", "LIST",
-         "stored, recompute or reversible; several comma separated (default: "
-         "stored)"},
+         "stored, recompute, recompute-attention or reversible; several comma "
+         "separated (default: stored)"},
         {"--dim", "D", "model width (default: 128)"},
         {"--heads", "H", "attention heads (default: 4)"},
         {"--ff-dim", "F", "feed-forward width (default: 4 D)"},
@@ -119,7 +119,8 @@ const CommandSpec kMemorySpec = {
     "attention storage: dense L*H*N^2/2 probabilities (the lower triangle), "
     "sparse the layout's\n"
     "entries, LSH N*2m per round and head; recompute keeps one input per layer "
-    "plus one block;\n"
+    "plus one block\n"
+    "(with its attention probabilities; recompute-attention: without);\n"
     "reversible keeps no per-layer term. ratio = measured / formula."};
 
 // "1024,4096" -> {1024, 4096}, each in [lo, hi].

@@ -99,9 +99,18 @@ double memory_analytic(const ModelConfig& given, MemTechnique technique) {
       // The peak is where the backward begins: every block's values are alive at once.
       return fixed + kept;
     case MemTechnique::kRecompute:
-      // Checkpoints: each block's input; then one block re-run with its logsumexps.
-      for (const LayerShape& l : layers) kept += (l.rows * d + l.extra_values) * kF;
-      return fixed + kept + one_block + c.heads * widest * kF;
+    case MemTechnique::kRecomputeAttention: {
+      // Checkpoints: each block's input; then one block re-run, keeping its attention
+      // probabilities (recompute) or only its logsumexps (recompute-attention).
+      double widest_entries = 0;
+      for (const LayerShape& l : layers) {
+        kept += (l.rows * d + l.extra_values) * kF;
+        widest_entries = std::max(widest_entries, l.attn_entries);
+      }
+      const double attention =
+          technique == MemTechnique::kRecompute ? widest_entries * kF : c.heads * widest * kF;
+      return fixed + kept + one_block + attention;
+    }
     case MemTechnique::kReversible:
       // The two residual streams and one block rebuilt at a time: no per-layer term.
       return fixed + 2 * n * d * kF + one_block + c.heads * widest * kF;

@@ -126,6 +126,8 @@ const char* mem_technique_name(MemTechnique t) {
       return "stored";
     case MemTechnique::kRecompute:
       return "recompute";
+    case MemTechnique::kRecomputeAttention:
+      return "recompute-attention";
     case MemTechnique::kReversible:
       return "reversible";
   }
@@ -133,11 +135,12 @@ const char* mem_technique_name(MemTechnique t) {
 }
 
 Expected<MemTechnique> mem_technique_from_name(const std::string& s) {
-  for (MemTechnique t :
-       {MemTechnique::kStored, MemTechnique::kRecompute, MemTechnique::kReversible})
+  for (MemTechnique t : {MemTechnique::kStored, MemTechnique::kRecompute,
+                         MemTechnique::kRecomputeAttention, MemTechnique::kReversible})
     if (s == mem_technique_name(t)) return t;
-  return invalid_argument("memory technique must be stored, recompute or reversible, got '" + s +
-                          "'");
+  return invalid_argument(
+      "memory technique must be stored, recompute, recompute-attention or reversible, got '" + s +
+      "'");
 }
 
 void train_apply_technique(TrainOptions& opt, MemTechnique t) {
@@ -150,6 +153,13 @@ void train_apply_technique(TrainOptions& opt, MemTechnique t) {
       opt.logit_chunks = 1;
       break;
     case MemTechnique::kRecompute:
+      opt.store_attention = true;
+      opt.recompute_blocks = true;
+      opt.reversible = false;
+      opt.ff_chunks = 1;
+      opt.logit_chunks = 1;
+      break;
+    case MemTechnique::kRecomputeAttention:
       opt.store_attention = false;
       opt.recompute_blocks = true;
       opt.reversible = false;
@@ -280,8 +290,8 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
       const int64_t m = s.cfg.perceiver.latents;
       if (n > m) {
         const int64_t windows = (n + m - 1) / m;
-        const uint64_t r = derive_seed(s.opt.seed ^ 0x5045524345495645ull,
-                                       static_cast<uint64_t>(s.step) + 1, i);
+        const uint64_t r =
+            derive_seed(s.opt.seed ^ 0x5045524345495645ull, static_cast<uint64_t>(s.step) + 1, i);
         n = std::min(n, m * (1 + static_cast<int64_t>(r % static_cast<uint64_t>(windows))));
       }
     }

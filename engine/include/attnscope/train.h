@@ -46,7 +46,12 @@ Expected<Dataset> dataset_load(const std::string& path, const Modality& modality
                                const DataOptions& opt);
 
 // ---- training ----------------------------------------------------------------------------
-enum class MemTechnique { kStored, kRecompute, kReversible };
+// stored: every activation and attention probability kept; recompute: blocks re-run in the
+// backward, each keeping its attention probabilities while it is re-run (the Sparse
+// Transformer's recomputation: one layer's matrices at a time); recompute-attention: blocks
+// re-run and attention probabilities recomputed tile by tile (no probability matrix kept at
+// all); reversible: the Reformer's reversible residual rebuilt from outputs.
+enum class MemTechnique { kStored, kRecompute, kRecomputeAttention, kReversible };
 const char* mem_technique_name(MemTechnique t);
 Expected<MemTechnique> mem_technique_from_name(const std::string& s);
 
