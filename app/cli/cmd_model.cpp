@@ -362,7 +362,7 @@ Expected<double> heldout_bits(const ModelConfig& cfg, const WeightMap& w,
   if (!model) return model.status();
   double sum = 0;
   for (const auto& e : examples) {
-    auto b = model_bits_per_dim(**model, e.data(), static_cast<int64_t>(e.size()), cancel);
+    auto b = model_bits_per_dim_windowed(**model, e.data(), static_cast<int64_t>(e.size()), cancel);
     if (!b) return b.status();
     sum += *b;
   }

@@ -156,4 +156,31 @@ Expected<double> model_bits_per_dim(const Model& m, const uint8_t* x, int64_t n,
   return nats / static_cast<double>(n) / std::log(2.0);
 }
 
+Expected<double> model_bits_per_dim_windowed(const Model& m, const uint8_t* x, int64_t n,
+                                             const CancelFlag* cancel) {
+  const ModelConfig& c = m.config();
+  if (c.family != Family::kPerceiverAR) return model_bits_per_dim(m, x, n, cancel);
+  if (n < 1 || n > c.seq_len())
+    return invalid_argument("input has " + std::to_string(n) + " tokens; the model takes 1.." +
+                            std::to_string(c.seq_len()));
+  const int64_t M = c.perceiver.latents;
+  std::vector<float> row(kVocab);
+  double nats = 0;
+  // Windows end at M, 2M, .. and at n; each scores the positions after the previous one's.
+  for (int64_t scored = 0; scored < n;) {
+    if (cancel && cancel->load()) return cancelled("evaluation cancelled");
+    const int64_t end = std::min(n, scored + M);
+    // logits (rows, 256): row r predicts x[first + r], first = end - min(M, end).
+    Tensor logits;
+    int64_t first = 0;
+    ATTN_RETURN_IF_ERROR(m.forward(x, end, &logits, &first, cancel));
+    for (int64_t p = std::max(scored, first); p < end; ++p) {
+      op_log_softmax(logits.data() + (p - first) * kVocab, row.data(), kVocab);
+      nats -= row[x[p]];
+    }
+    scored = end;
+  }
+  return nats / static_cast<double>(n) / std::log(2.0);
+}
+
 }  // namespace attnscope

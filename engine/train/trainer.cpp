@@ -357,7 +357,8 @@ Expected<double> Trainer::evaluate(const std::vector<std::vector<uint8_t>>& exam
   double sum = 0;
   for (const auto& x : examples) {
     if (cancel && cancel->load()) return cancelled("evaluation cancelled");
-    auto bits = model_bits_per_dim(**model, x.data(), static_cast<int64_t>(x.size()), cancel);
+    auto bits =
+        model_bits_per_dim_windowed(**model, x.data(), static_cast<int64_t>(x.size()), cancel);
     if (!bits) return bits.status();
     sum += *bits;
   }

@@ -167,6 +167,28 @@ class TestPerceiverAr : public QObject {
     QCOMPARE(full.first, int64_t{0});
     QVERIFY(max_err(d48.data(), full.logits.data(), kN * kVocab) <= kTol);
   }
+
+  void windowedBitsMatchExactUpToTwoWindows() {
+    // For n <= M and n = 2M the windowed score and the exact (decode-semantics) score are the
+    // same numbers: rows before M come from a growing window in both, rows from M on from one
+    // forward whose latents start at M. Otherwise the exact score's last forward starts its
+    // latents at n - M while the windows start at multiples of M, so they differ.
+    auto m = make_model(16);
+    const auto x = random_tokens(9, kN);
+    for (int64_t n : {int64_t{5}, int64_t{16}, int64_t{32}}) {
+      const double exact = *model_bits_per_dim(*m, x.data(), n);
+      const double windowed = *model_bits_per_dim_windowed(*m, x.data(), n);
+      qInfo("n = %lld: exact %.6f, windowed %.6f", static_cast<long long>(n), exact, windowed);
+      QVERIFY(std::abs(exact - windowed) <= 1e-5);
+    }
+    for (int64_t n : {int64_t{23}, kN}) {
+      const double exact = *model_bits_per_dim(*m, x.data(), n);
+      const double windowed = *model_bits_per_dim_windowed(*m, x.data(), n);
+      qInfo("n = %lld: exact %.6f, windowed %.6f", static_cast<long long>(n), exact, windowed);
+      QVERIFY(std::abs(exact - windowed) > 1e-4);
+      QVERIFY(std::isfinite(windowed) && windowed > 0);
+    }
+  }
 };
 
 QTEST_APPLESS_MAIN(TestPerceiverAr)

@@ -116,5 +116,12 @@ Status model_log_probs(const Model& m, const uint8_t* x, int64_t n, Tensor* out,
 // Mean of -log2 P(x[p] | x[< p]) over all n positions.
 Expected<double> model_bits_per_dim(const Model& m, const uint8_t* x, int64_t n,
                                     const CancelFlag* cancel = nullptr);
+// As model_bits_per_dim, except for Perceiver AR: model_log_probs scores each position p with
+// the latent window that ends at p (decode's exact semantics: one latent-stack pass per
+// position, slow); this scores x in windows of M latents ending at M, 2M, .., n, one forward
+// each, the way training sees them (a position attends to the latents of its window up to
+// itself). The trainer's held-out figures use it. Every other family: model_bits_per_dim.
+Expected<double> model_bits_per_dim_windowed(const Model& m, const uint8_t* x, int64_t n,
+                                             const CancelFlag* cancel = nullptr);
 
 }  // namespace attnscope
