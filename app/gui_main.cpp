@@ -1,7 +1,7 @@
 // attnscope: the GUI. Parses the scriptable start (--model, --compare, --prompt, --keep-rows,
-// --keep-seconds, --prompt-text, --seed, --samples, --autorun, --view, --screenshot), opens the
-// main window and, when asked, runs the generation (or the comparison) to its end, writes a
-// screenshot and exits.
+// --keep-seconds, --prompt-text, --seed, --samples, --temperature, --top-p, --autorun, --view,
+// --screenshot), opens the main window and, when asked, runs the generation (or the comparison) to
+// its end, writes a screenshot and exits.
 #include <QApplication>
 #include <QBuffer>
 #include <QDir>
@@ -20,7 +20,7 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
-    "[--prompt-text T] [--seed S] [--samples N] [--autorun] [--view "
+    "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] [--autorun] [--view "
     "canvas|audio|text|attention|pattern|lsh|memory|compare] "
     "[--screenshot FILE]";
 
@@ -48,6 +48,7 @@ struct Options {
   std::optional<QString> prompt_text;
   std::optional<int> samples;
   std::optional<qulonglong> seed;
+  std::optional<double> temperature, top_p;
   bool autorun = false;
 };
 
@@ -111,6 +112,16 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
         return std::nullopt;
       }
       o.seed = s;
+    } else if (a == QLatin1String("--temperature") || a == QLatin1String("--top-p")) {
+      if (!value(&v)) return std::nullopt;
+      const double x = v.toDouble(&ok);
+      const bool temp = a == QLatin1String("--temperature");
+      if (!ok || !(x > 0) || x > (temp ? 10.0 : 1.0)) {
+        *error = temp ? QStringLiteral("--temperature takes a number in (0, 10], not '%1'").arg(v)
+                      : QStringLiteral("--top-p takes a number in (0, 1], not '%1'").arg(v);
+        return std::nullopt;
+      }
+      (temp ? o.temperature : o.top_p) = x;
     } else if (a == QLatin1String("--autorun")) {
       o.autorun = true;
     } else {
@@ -198,9 +209,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "attnscope: %s\n", qPrintable(message));
     QCoreApplication::exit(1);
   });
-  if (opt->seed) {
+  if (opt->seed || opt->temperature || opt->top_p) {
     attnscope::SamplingParams p = window.sampling_panel()->params();
-    p.seed = *opt->seed;
+    if (opt->seed) p.seed = *opt->seed;
+    if (opt->temperature) p.temperature = *opt->temperature;
+    if (opt->top_p) p.top_p = *opt->top_p;
     window.sampling_panel()->set_params(p);
   }
   if (opt->samples) window.sampling_panel()->set_samples(*opt->samples);

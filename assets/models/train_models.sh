@@ -62,7 +62,7 @@ for m in "${models[@]}"; do
       train icons-hourglass "$data/icons/train" 400 4 2e-3 -- --family hourglass "${img[@]}" \
         --hierarchy 1@1,2@3,1@1 ;;
     speech-sparse) need_speech
-      train speech-sparse "$data/speech-8000/train" 300 2 2e-3 -- --family sparse \
+      train speech-sparse "$data/speech-8000/train" 120 2 2e-3 -- --family sparse \
         --modality audio:8000:2.5 --dim 128 --heads 4 --layers 4 --pattern strided ;;
     *) echo "unknown model $m" >&2; exit 2 ;;
   esac
