@@ -42,8 +42,23 @@ train() {
     --out "$out/$name.safetensors" 2>&1 | tee -a "$log"
 }
 
+# icons (the default model): icons-sparse's run continued from its step-400 checkpoint under a
+# 1600-step schedule (the learning rate rises again to the cosine's value at step 400, then
+# decays to 2e-4 at step 1600).
+icons() {
+  [ -f "$work/icons-sparse.safetensors.train" ] || { echo "train icons-sparse first" >&2; exit 2; }
+  local ckpt=$work/icons.safetensors log=$work/icons.log t0=$SECONDS
+  [ -f "$ckpt.train" ] || { cp "$work/icons-sparse.safetensors" "$ckpt"; cp "$work/icons-sparse.safetensors.train" "$ckpt.train"; }
+  "$cli" train --model "$work/icons-sparse.init.safetensors" --data "$data/icons/train" --steps 1600 \
+    --batch 4 --lr 2e-3 --warmup 21 --eval-every 200 --eval-examples 32 --checkpoint-every 50 \
+    --seed 1 --resume --out "$ckpt" 2>&1 | tee -a "$log"
+  echo "wall seconds: $((SECONDS - t0))" | tee -a "$log"
+  "$cli" convert --model "$ckpt" --dtype f16 --data "$data/icons/train" --max-change 0.01 \
+    --out "$out/icons.safetensors" 2>&1 | tee -a "$log"
+}
+
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(icons-dense icons-sparse icons-reformer icons-perceiver-ar icons-hourglass speech-sparse)
+[ ${#models[@]} -gt 0 ] || models=(icons-dense icons-sparse icons icons-reformer icons-perceiver-ar icons-hourglass speech-sparse)
 img=(--modality image:32x32x3 --dim 128 --heads 4)
 for m in "${models[@]}"; do
   case $m in
@@ -64,6 +79,7 @@ for m in "${models[@]}"; do
     speech-sparse) need_speech
       train speech-sparse "$data/speech-8000/train" 120 2 2e-3 -- --family sparse \
         --modality audio:8000:2.5 --dim 128 --heads 4 --layers 4 --pattern strided ;;
+    icons) need_icons; icons ;;
     *) echo "unknown model $m" >&2; exit 2 ;;
   esac
 done

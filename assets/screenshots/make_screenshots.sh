@@ -15,13 +15,15 @@ shot() {  # shot NAME MODEL VIEW [extra args]
     "$app" --model "$model" --seed 1 --autorun --view "$view" --screenshot "$out/$name.png" "$@"
   echo "wrote $out/$name.png"
 }
-shot canvas "$models/icons.safetensors" canvas --prompt "$icon" --keep-rows 16 --samples 4
-shot canvas-css "$models/icons.safetensors" canvas --prompt "$icon2" --keep-rows 16 --samples 4
+shot canvas "$models/icons.safetensors" canvas --prompt "$icon" --keep-rows 16 --samples 4 \
+  --temperature 0.8 --top-p 0.9
+shot canvas-css "$models/icons.safetensors" canvas --prompt "$icon2" --keep-rows 16 --samples 4 \
+  --temperature 0.8 --top-p 0.9
 shot attention "$models/icons-sparse.safetensors" attention --prompt "$icon" --keep-rows 16
 shot pattern "$models/icons-sparse.safetensors" pattern --prompt "$icon" --keep-rows 16
 shot lsh "$models/icons-reformer.safetensors" lsh --prompt "$icon" --keep-rows 16
 shot memory "$models/icons-dense.safetensors" memory --prompt "$icon" --keep-rows 16
-shot audio "$models/speech.safetensors" audio --prompt assets/prompts/speech-unseen.wav \
-  --keep-seconds 0.5
+shot audio "$models/speech-sparse.safetensors" audio --prompt assets/prompts/speech-unseen.wav \
+  --keep-seconds 0.5 --temperature 1 --top-p 1
 shot compare "$models/icons-dense.safetensors" compare --prompt "$icon" --keep-rows 16 \
-  --compare "$models/icons-sparse.safetensors"
+  --compare "$models/icons-sparse.safetensors" --temperature 0.8 --top-p 0.9
