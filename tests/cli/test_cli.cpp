@@ -11,31 +11,11 @@
 #include "attnscope/audio.h"
 #include "attnscope/model.h"
 #include "attnscope/safetensors.h"
+#include "cli_run.h"
 
 using namespace attnscope;
 
 namespace {
-
-struct Run {
-  int code = -1;
-  QByteArray out, err;
-};
-
-Run cli(const QStringList& args) {
-  QProcess p;
-  p.start(QStringLiteral(ATTNSCOPE_CLI), args);
-  Run r;
-  if (!p.waitForFinished(60000)) {
-    p.kill();
-    p.waitForFinished();
-    r.err = "timed out";
-    return r;
-  }
-  r.code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = p.readAllStandardOutput();
-  r.err = p.readAllStandardError();
-  return r;
-}
 
 QByteArray read_all(const QString& path) {
   QFile f(path);

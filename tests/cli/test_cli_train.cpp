@@ -10,31 +10,11 @@
 #include <QtTest>
 
 #include "attnscope/safetensors.h"
+#include "cli_run.h"
 
 using namespace attnscope;
 
 namespace {
-
-struct Run {
-  int code = -1;
-  QByteArray out, err;
-};
-
-Run cli(const QStringList& args, int timeout_ms = 120000) {
-  QProcess p;
-  p.start(QStringLiteral(ATTNSCOPE_CLI), args);
-  Run r;
-  if (!p.waitForFinished(timeout_ms)) {
-    p.kill();
-    p.waitForFinished();
-    r.err = "timed out";
-    return r;
-  }
-  r.code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
-  r.out = p.readAllStandardOutput();
-  r.err = p.readAllStandardError();
-  return r;
-}
 
 void write_all(const QString& path, const QByteArray& bytes) {
   QFile f(path);
