@@ -14,6 +14,7 @@
 
 #include "args.h"
 #include "attnscope/bench.h"
+#include "attnscope/cuda.h"
 #include "attnscope/generate.h"
 #include "attnscope/safetensors.h"
 #include "attnscope/train.h"
@@ -32,15 +33,53 @@ constexpr int kBenchHeadDim = 64;
 
 const CommandSpec kBenchAttentionSpec = {
     "bench attention",
-    "bench attention [--json]",
+    "bench attention [--device cpu|cuda] [--precision f32|tf32|bf16] [--json]",
     "Times the CPU attention forwards (dense, sparse-strided l = 128, sparse-fixed l = 128 c = "
     "32,\n"
     "LSH 2 hashes chunk 64) on random q, k, v with 4 heads of width 64 at N = 1024, 4096, 16384:\n"
     "milliseconds (best of repeated runs), GFLOP/s over the entries each kind evaluates, density\n"
-    "(evaluated share of the causal pairs) and speedup over dense at the same N.",
-    {{"--json", "", "print a JSON array of rows instead of a table"}},
+    "(evaluated share of the causal pairs) and speedup over dense at the same N.\n"
+    "With --device cuda: the fused dense causal forward at N = 1k .. 64k for head widths 64 and\n"
+    "128 (TFLOP/s counted as 4 N^2 H d / 2), block-sparse strided at the same N with its\n"
+    "density, and a bf16 GEMM rate measured in the same run as the hardware anchor.",
+    {{"--device", "D", "cpu or cuda (default: cpu)"},
+     {"--precision", "P", "cuda only: f32, tf32 or bf16 (default: bf16)"},
+     {"--json", "", "print a JSON array of rows instead of a table"}},
     0,
-    ""};
+    "--device cuda needs a build with the CUDA backend and a device; without one it stops with\n"
+    "exit code 1 and the reason."};
+
+// bench attention --device cuda: the device benchmark's rows as a table or JSON.
+Status bench_attention_cuda(const Args& args) {
+  auto precision = cuda_precision_from_name(args.text("--precision", "bf16"));
+  if (!precision) return invalid_argument("--precision: " + precision.status().message());
+  std::string info;
+  Status avail = cuda_available(&info);
+  if (!avail) return avail;
+  std::printf("device: %s\n", info.c_str());
+  auto rows = cuda_bench_attention({1024, 2048, 4096, 8192, 16384, 32768, 65536}, {64, 128}, 2048,
+                                   *precision);
+  if (!rows) return rows.status();
+  if (args.has("--json")) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const CudaBenchRow& r : *rows)
+      out.push_back({{"what", r.what},
+                     {"n", r.n},
+                     {"heads", r.heads},
+                     {"d", r.d},
+                     {"ms", r.ms},
+                     {"tflops", r.tflops},
+                     {"density", r.density}});
+    std::printf("%s\n", out.dump(2).c_str());
+    return Status::ok();
+  }
+  std::printf("%-24s %7s %6s %5s %11s %9s %9s\n", "kind", "N", "heads", "d", "ms", "TFLOP/s",
+              "density");
+  for (const CudaBenchRow& r : *rows)
+    std::printf("%-24s %7lld %6d %5d %11.3f %9.1f %9.4f\n", r.what.c_str(),
+                static_cast<long long>(r.n), r.heads, r.d, r.ms, r.tflops, r.density);
+  return Status::ok();
+}
 
 const CommandSpec kBenchGenerateSpec = {
     "bench generate",
@@ -87,6 +126,11 @@ Status bench_attention(const Argv& argv, const Context& ctx) {
     std::fputs(command_help(kBenchAttentionSpec).c_str(), stdout);
     return Status::ok();
   }
+  const std::string device = args->text("--device", "cpu");
+  if (device == "cuda") return bench_attention_cuda(*args);
+  if (device != "cpu")
+    return invalid_argument("--device must be cpu or cuda, got '" + device + "'");
+  if (args->has("--precision")) return invalid_argument("--precision applies to --device cuda");
   const auto rows =
       bench_attention_cpu({1024, 4096, 16384}, kBenchHeads, kBenchHeadDim, ctx.cancel);
   if (args->has("--json")) {

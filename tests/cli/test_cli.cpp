@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "attnscope/audio.h"
+#include "attnscope/cuda.h"
 #include "attnscope/model.h"
 #include "attnscope/safetensors.h"
 #include "cli_run.h"
@@ -377,6 +378,29 @@ class TestCli : public QObject {
                             "--dump-logprobs", path("nope/lp.npy")}),
                        "nope");
     QVERIFY(!QFileInfo::exists(path("nope")));
+  }
+
+  void benchAttentionDeviceFlags() {
+    // Unknown devices and precisions, and a precision without the device it applies to, are
+    // usage errors (exit 2); without a CUDA device, --device cuda stops with exit 1 and the
+    // reason. With a device the benchmark itself is not run here (benchmarks are not tests).
+    Run r = cli({"bench", "attention", "--device", "tpu"});
+    QCOMPARE(r.code, 2);
+    QVERIFY(r.err.contains("--device must be cpu or cuda"));
+    r = cli({"bench", "attention", "--precision", "bf16"});
+    QCOMPARE(r.code, 2);
+    QVERIFY(r.err.contains("--precision applies to --device cuda"));
+    r = cli({"bench", "attention", "--device", "cuda", "--precision", "fp8"});
+    QCOMPARE(r.code, 2);
+    QVERIFY(r.err.contains("--precision"));
+    std::string why;
+    if (cuda_available(&why).is_ok()) {
+      qInfo("a CUDA device answers (%s): the device benchmark is not run in a test", why.c_str());
+      return;
+    }
+    r = cli({"bench", "attention", "--device", "cuda"});
+    QCOMPARE(r.code, 1);
+    QVERIFY2(r.err.contains("CUDA"), r.err.constData());
   }
 };
 
