@@ -5,6 +5,7 @@
 
 #include <QDir>
 #include <QFile>
+#include <QFileInfo>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QtTest>
@@ -27,6 +28,12 @@ double number_after(const QByteArray& out, const QString& key) {
   for (const QString& line : QString::fromUtf8(out).split('\n'))
     if (line.startsWith(key + ": ")) return line.mid(key.size() + 2).trimmed().toDouble();
   return -1;
+}
+
+// The held-out change convert reports ("... (change 0.0019)"), or -1.
+double convert_change(const QByteArray& out) {
+  const auto m = QRegularExpression(R"(\(change ([0-9.]+)\))").match(QString::fromUtf8(out));
+  return m.hasMatch() ? m.captured(1).toDouble() : -1;
 }
 
 QString why(const Run& r) {
@@ -118,6 +125,45 @@ class TestCliTrain : public QObject {
     QFile after(out);
     QVERIFY(after.open(QIODevice::ReadOnly));
     QVERIFY(after.readAll() == bytes);
+  }
+
+  // convert: F16 halves the weights' bytes and keeps the model; with --data it reports the
+  // held-out change and keeps F16 when the change is within --max-change, and keeps F32 when
+  // asked for an impossible bound; a bad dtype is a usage error that writes nothing.
+  void convertChecksHeldOutChange() {
+    // A random logit layer, so that the model's bits/dim depend on every weight's precision.
+    const QString init = path("conv.safetensors");
+    Run r = cli({"init", "--family", "dense", "--modality", "text:32", "--layers", "2", "--dim",
+                 "32", "--heads", "2", "--seed", "1", "--logits", "random", "--out", init});
+    QVERIFY2(r.code == 0, qPrintable(why(r)));
+    const QString half = path("half.safetensors");
+    r = cli({"convert", "--model", init, "--dtype", "f16", "--out", half});
+    QVERIFY2(r.code == 0, qPrintable(why(r)));
+    QVERIFY2(r.out.contains("(F16)"), r.out.constData());
+    const qint64 f32_bytes = QFileInfo(init).size(), f16_bytes = QFileInfo(half).size();
+    QVERIFY2(f16_bytes < f32_bytes * 6 / 10,
+             qPrintable(QString("%1 vs %2").arg(f16_bytes).arg(f32_bytes)));
+    QVERIFY(safetensors_load(half.toStdString()).has_value());
+
+    const QString checked = path("checked.safetensors");
+    r = cli({"convert", "--model", init, "--dtype", "f16", "--data", path("corpus.txt"),
+             "--max-change", "0.01", "--out", checked});
+    QVERIFY2(r.code == 0, qPrintable(why(r)));
+    QVERIFY2(r.out.contains("held-out bits/dim") && r.out.contains("(F16)"), r.out.constData());
+    const double change = convert_change(r.out);
+    QVERIFY2(change >= 0 && change < 0.01, r.out.constData());
+
+    const QString kept = path("kept.safetensors");
+    r = cli({"convert", "--model", init, "--dtype", "bf16", "--data", path("corpus.txt"),
+             "--max-change", "0", "--out", kept});
+    QVERIFY2(r.code == 0, qPrintable(why(r)));
+    QVERIFY2(convert_change(r.out) > 0, r.out.constData());
+    QVERIFY2(r.out.contains("keeping f32") && r.out.contains("(F32)"), r.out.constData());
+    QCOMPARE(QFileInfo(kept).size(), f32_bytes);
+
+    r = cli({"convert", "--model", init, "--dtype", "f8", "--out", path("bad.safetensors")});
+    QCOMPARE(r.code, 2);
+    QVERIFY(!QFileInfo::exists(path("bad.safetensors")));
   }
 
   // Bad data: exit 2, one line naming the problem, nothing written.
