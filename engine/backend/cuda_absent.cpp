@@ -1,9 +1,7 @@
 // cuda.h in a build without the CUDA backend: every entry point answers unsupported with the
-// reason, so callers print a SKIP line or fall back to the CPU. Precision names still parse.
+// reason, so callers print a SKIP line or fall back to the CPU (precision names:
+// cuda_precision.cpp).
 #ifndef ATTNSCOPE_HAVE_CUDA
-
-#include <algorithm>
-#include <cctype>
 
 #include "attnscope/cuda.h"
 
@@ -14,27 +12,6 @@ Status absent() {
   return unsupported("this build has no CUDA backend (nvcc not found at configure time)");
 }
 }  // namespace
-
-const char* cuda_precision_name(CudaPrecision p) {
-  switch (p) {
-    case CudaPrecision::kF32:
-      return "f32";
-    case CudaPrecision::kTF32:
-      return "tf32";
-    case CudaPrecision::kBF16:
-      return "bf16";
-  }
-  return "f32";
-}
-
-Expected<CudaPrecision> cuda_precision_from_name(const std::string& s) {
-  std::string t = s;
-  std::transform(t.begin(), t.end(), t.begin(), [](unsigned char c) { return std::tolower(c); });
-  if (t == "f32" || t == "fp32" || t == "float32") return CudaPrecision::kF32;
-  if (t == "tf32") return CudaPrecision::kTF32;
-  if (t == "bf16" || t == "bfloat16") return CudaPrecision::kBF16;
-  return invalid_argument("unknown CUDA precision '" + s + "' (f32, tf32 or bf16)");
-}
 
 Status cuda_available(std::string* info) {
   if (info) info->clear();
