@@ -50,13 +50,48 @@ Status cuda_attn_lsh_forward(const float* qk, const float* v, float* out, int he
                              int d, const LshSpec& spec, const float* rotations,
                              LshTrace* trace = nullptr);
 // Decode: one query per head against the first n_keys cache rows (attn_dense_decode_cpu).
-Status cuda_attn_dense_decode(const float* q, const float* kcache, const float* vcache,
-                              float* out, int heads, int64_t cap, int64_t n_keys, int d);
+Status cuda_attn_dense_decode(const float* q, const float* kcache, const float* vcache, float* out,
+                              int heads, int64_t cap, int64_t n_keys, int d);
 // Decode with the Sparse Transformer pattern of (cfg, layer) for the query at position i: reads
 // only the cache rows of A(i) (attn_sparse_decode_cpu); caches hold positions 0..i.
-Status cuda_attn_sparse_decode(const float* q, const float* kcache, const float* vcache,
-                               float* out, int heads, int64_t cap, int64_t i, int d,
-                               const SparseConfig& cfg, int layer);
+Status cuda_attn_sparse_decode(const float* q, const float* kcache, const float* vcache, float* out,
+                               int heads, int64_t cap, int64_t i, int d, const SparseConfig& cfg,
+                               int layer);
+
+// ---- backward (training), host pointers ------------------------------------------------
+// The same gradients as the CPU training ops (engine/train): every d* output is ADDED to
+// (callers zero it first), as the tape accumulates.
+// c (m, n) = a (m, k) · b (k, n):  da (m, k) += dc · bᵀ,  db (k, n) += aᵀ · dc (cuBLAS).
+Status cuda_matmul_backward(const float* a, const float* b, const float* dc, float* da, float* db,
+                            int64_t m, int64_t k, int64_t n, CudaPrecision p);
+// y = layernorm(x) * g + b over rows of x (n, D) (eps 1e-5, statistics recomputed from x):
+// dx (n, D) += ..., dg (D) += sum over rows of dy * xhat, db (D) += sum over rows of dy.
+Status cuda_layernorm_backward(const float* x, const float* g, const float* dy, float* dx,
+                               float* dg, float* db, int64_t n, int64_t D);
+// y = gelu(x) (tanh form, as ops.h): dx += dy * gelu'(x), count entries.
+Status cuda_gelu_backward(const float* x, const float* dy, float* dx, int64_t count);
+// Token embedding rows: dtable (256, D) += the rows of dy (n, D) scattered by tokens (n).
+Status cuda_embed_backward(const uint8_t* tokens, const float* dy, float* dtable, int64_t n,
+                           int64_t D);
+// Output head: logits (n, 256), targets (n). *loss_bits = mean over rows of -log2 p(target);
+// dlogits (n, 256) += scale * (softmax(logits) - onehot(target)) / n, the gradient of the
+// mean loss in nats times scale.
+Status cuda_xent_backward(const float* logits, const uint8_t* targets, float* dlogits,
+                          double* loss_bits, int64_t n, float scale);
+// Fused causal attention backward (tiles recomputed from q, k and the forward's per-row
+// logsumexp, no nq x nk matrix; layouts and q_offset as cuda_attn_dense_forward): runs the
+// forward for out and the logsumexps, then dq (H, nq, d), dk, dv (H, nk, d) += gradients of
+// dout (H, nq, d).
+Status cuda_attn_dense_backward(const float* q, const float* k, const float* v, const float* dout,
+                                float* dq, float* dk, float* dv, int heads, int64_t nq, int64_t nk,
+                                int d, int64_t q_offset, CudaPrecision p);
+// Block-sparse backward for the layout of (cfg, layer) (cuda_attn_sparse_forward): empty
+// blocks never loaded; dq, dk, dv (H, n, d) += gradients of dout.
+Status cuda_attn_sparse_backward(const float* q, const float* k, const float* v, const float* dout,
+                                 float* dq, float* dk, float* dv, int heads, int64_t n, int d,
+                                 const SparseConfig& cfg, int layer, CudaPrecision p);
+// The backward ops the device runs; LSH attention's backward (sort-dependent gather/scatter)
+// is declined and runs on the CPU (train/attn_train.h).
 
 // ---- sampling --------------------------------------------------------------------------
 // One token from logits (256) by Sampler::sample's rules (temperature 0 = argmax, top-k 0 =
@@ -70,9 +105,9 @@ struct CudaBenchRow {
   std::string what;  // "dense causal", "block-sparse strided", "bf16 gemm"
   int64_t n = 0;
   int heads = 0, d = 0;
-  double ms = 0;        // median of timed runs
-  double tflops = 0;    // counted as 4 * N^2 * H * d / 2 for causal attention
-  double density = 1;   // block-sparse: share of the causal pairs evaluated
+  double ms = 0;       // median of timed runs
+  double tflops = 0;   // counted as 4 * N^2 * H * d / 2 for causal attention
+  double density = 1;  // block-sparse: share of the causal pairs evaluated
 };
 // Dense causal forward at each length for head widths in ds (bf16 unless p says otherwise),
 // block-sparse (strided, l = sqrt N) at the same lengths, and a bf16 GEMM rate of the same
@@ -87,5 +122,21 @@ Expected<std::vector<CudaBenchRow>> cuda_bench_attention(const std::vector<int64
 // not run yet return unsupported with the reason, and callers use the CPU model.
 Expected<std::unique_ptr<Model>> model_create_cuda(const ModelConfig& cfg, const WeightMap& w,
                                                    CudaPrecision p);
+
+// ---- where a model runs ----------------------------------------------------------------
+enum class ModelUse { kForward, kGenerate };
+struct ModelPlacement {
+  std::unique_ptr<Model> model;
+  bool on_cuda = false;
+  // One informative line: "backend: cuda (NVIDIA H200, compute capability 9.0, driver 13.0;
+  // bf16)" or "backend: cpu (why not cuda)"; "backend: cpu" when the CPU was asked for.
+  std::string note;
+};
+// The model for cfg and weights on the CPU, or on the GPU when want_cuda and the build has
+// CUDA, a device answers and the device runs what use needs (the Reformer's decode does not).
+// Whatever keeps it off the device is a note, not an error: the CPU model runs instead.
+// Errors are what the CPU refuses too (invalid configuration, missing weights).
+Expected<ModelPlacement> model_create_placed(const ModelConfig& cfg, WeightMap weights,
+                                             bool want_cuda, CudaPrecision p, ModelUse use);
 
 }  // namespace attnscope
