@@ -299,6 +299,43 @@ Expected<std::unique_ptr<Model>> load_model(const std::string& path) {
   return std::move(*model);
 }
 
+Expected<DevicePick> device_from_args(const Args& args) {
+  DevicePick pick;
+  const std::string device = args.text("--device", "cpu");
+  if (device != "cpu" && device != "cuda")
+    return invalid_argument("--device must be cpu or cuda, got '" + device + "'");
+  pick.cuda = device == "cuda";
+  if (args.has("--precision")) {
+    if (!pick.cuda) return invalid_argument("--precision applies to --device cuda");
+    auto p = cuda_precision_from_name(args.text("--precision", "f32"));
+    if (!p) return invalid_argument("--precision: " + p.status().message());
+    pick.precision = *p;
+  }
+  return pick;
+}
+
+Expected<std::unique_ptr<Model>> load_model_on(const std::string& path, const DevicePick& device,
+                                               ModelUse use, std::string* note) {
+  if (!device.cuda) {
+    if (note) *note = "backend: cpu";
+    return load_model(path);
+  }
+  auto loaded = safetensors_load(path);
+  if (!loaded) {
+    if (loaded.status().code() == StatusCode::kInternal)
+      return internal_error(loaded.status().message());
+    return invalid_argument(loaded.status().message());
+  }
+  auto placed =
+      model_create_placed(loaded->cfg, std::move(loaded->weights), true, device.precision, use);
+  if (!placed) {
+    if (placed.status().code() == StatusCode::kUnsupported) return placed.status();
+    return invalid_argument(path + ": " + placed.status().message());
+  }
+  if (note) *note = placed->note;
+  return std::move(placed->model);
+}
+
 Status cmd_init(const Argv& argv, const Context&) {
   auto args = Args::parse(kInitSpec, argv);
   if (!args) return args.status();

@@ -20,8 +20,8 @@ namespace {
 const CommandSpec kGenerateSpec = {
     "generate",
     "generate --model FILE [--prompt IMAGE --keep-rows K | --prompt WAV --keep-seconds S | "
-    "--prompt-text TEXT] [--temperature T] [--top-k K] [--top-p P] [--samples N] --seed S "
-    "--out OUT.png|OUT.wav|OUT.txt",
+    "--prompt-text TEXT] [--temperature T] [--top-k K] [--top-p P] [--samples N] "
+    "[--device cpu|cuda [--precision P]] --seed S --out OUT.png|OUT.wav|OUT.txt",
     "Samples a whole sequence from a model, token by token, optionally continuing a prompt.",
     {
         {"--model", "FILE", "the model file (required)"},
@@ -40,6 +40,10 @@ const CommandSpec kGenerateSpec = {
         {"--top-p", "P", "keep the smallest set with this much mass, in (0, 1] (default: 1)"},
         {"--samples", "N", "how many samples, with seeds S, S+1, ... (default: 1)"},
         {"--seed", "S", "sampling seed; the same seed gives byte-identical output (required)"},
+        {"--device", "D",
+         "cpu or cuda: where the model runs; without a usable device (or for the Reformer, "
+         "whose decode has no device kernel) cuda runs on the cpu and says why (default: cpu)"},
+        {"--precision", "P", "cuda only: f32, tf32 or bf16 (default: f32)"},
         {"--out", "FILE",
          "output: an image (.png, or any format Qt writes: .ppm, .bmp, ...) for "
          "image models, .wav for audio, .txt for text (required)"},
@@ -49,7 +53,9 @@ const CommandSpec kGenerateSpec = {
     "gap (black; transparent for RGBA); audio and text go into numbered files OUT-1.wav ...\n"
     "OUT-N.wav (OUT-1.txt ...). WAV output is 16-bit PCM mono at the model's rate. Progress\n"
     "(tokens done / total, tokens/s) is shown on stderr when it is a terminal. Ctrl-C cancels\n"
-    "(exit 1); outputs appear only when complete."};
+    "(exit 1); outputs appear only when complete. The same seed gives the same output on the same\n"
+    "backend and precision; the cpu and cuda backends round differently, so their samples can\n"
+    "part where two tokens are nearly equally likely."};
 
 const CommandSpec kEvalSpec = {
     "eval",
@@ -188,9 +194,13 @@ Status cmd_generate(const Argv& argv, const Context& ctx) {
   sp.top_p = static_cast<float>(*top_p);
   ATTN_RETURN_IF_ERROR(sampling_validate(sp));
   ATTN_RETURN_IF_ERROR(check_output_folder(*out));
+  auto device = device_from_args(*args);
+  if (!device) return device.status();
 
-  auto model = load_model(*model_path);
+  std::string backend_note;
+  auto model = load_model_on(*model_path, *device, ModelUse::kGenerate, &backend_note);
   if (!model) return model.status();
+  if (device->cuda) std::fprintf(stderr, "%s\n", backend_note.c_str());
   const ModelConfig& cfg = (*model)->config();
   ATTN_RETURN_IF_ERROR(check_output_kind(*out, cfg.modality));
   Notes notes;

@@ -402,6 +402,54 @@ class TestCli : public QObject {
     QCOMPARE(r.code, 1);
     QVERIFY2(r.err.contains("CUDA"), r.err.constData());
   }
+
+  void generateOnDevice() {
+    // --device cuda never fails for want of a device: the CPU runs the model and one stderr
+    // line says which backend ran and why. Without a device the image is the CPU's, byte for
+    // byte; with one, the device's (same size, its own rounding).
+    const QString model = init_image("device.safetensors", "sparse", {"--logits", "random"});
+    Run cpu = cli({"generate", "--model", model, "--seed", "7", "--out", path("cpu.png")});
+    QVERIFY2(cpu.code == 0, cpu.err.constData());
+    QVERIFY(!cpu.err.contains("backend:"));
+    Run dev = cli({"generate", "--model", model, "--device", "cuda", "--seed", "7", "--out",
+                   path("dev.png")});
+    QVERIFY2(dev.code == 0, dev.err.constData());
+    QCOMPARE(dev.err.count("backend: "), 1);
+    std::string why;
+    if (cuda_available(&why).is_ok()) {
+      QVERIFY2(dev.err.contains("backend: cuda ("), dev.err.constData());
+      QCOMPARE(png_size(read_all(path("dev.png"))), QSize(8, 8));
+    } else {
+      QVERIFY2(dev.err.contains(QByteArray("backend: cpu (") + QByteArray(why.c_str())),
+               dev.err.constData());
+      QCOMPARE(read_all(path("dev.png")), read_all(path("cpu.png")));
+    }
+    // The Reformer's decode has no device kernel: always the CPU, and the line says so.
+    const QString reformer = init_image("device-reformer.safetensors", "reformer");
+    Run ref = cli({"generate", "--model", reformer, "--device", "cuda", "--precision", "bf16",
+                   "--seed", "1", "--out", path("ref.png")});
+    QVERIFY2(ref.code == 0, ref.err.constData());
+    QVERIFY2(ref.err.contains("backend: cpu ("), ref.err.constData());
+
+    Run bad = cli(
+        {"generate", "--model", model, "--device", "gpu", "--seed", "1", "--out", path("bad.png")});
+    QCOMPARE(bad.code, 2);
+    QVERIFY(bad.err.contains("--device must be cpu or cuda"));
+    QVERIFY(!QFileInfo::exists(path("bad.png")));
+    bad = cli({"generate", "--model", model, "--precision", "tf32", "--seed", "1", "--out",
+               path("bad.png")});
+    QCOMPARE(bad.code, 2);
+    QVERIFY(bad.err.contains("--precision applies to --device cuda"));
+
+    // bench generate --device cuda: a usage error for a bad precision; without a device,
+    // exit 1 with the reason.
+    bad = cli({"bench", "generate", "--device", "cuda", "--precision", "fp8"});
+    QCOMPARE(bad.code, 2);
+    if (cuda_available(&why).is_ok()) return;  // the benchmark itself is not a test
+    bad = cli({"bench", "generate", "--device", "cuda"});
+    QCOMPARE(bad.code, 1);
+    QVERIFY2(bad.err.contains("CUDA"), bad.err.constData());
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCli)
