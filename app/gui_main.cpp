@@ -1,5 +1,6 @@
 // attnscope: the GUI. Parses the scriptable start (--model, --compare, --prompt, --keep-rows,
-// --keep-seconds, --prompt-text, --seed, --samples, --temperature, --top-p, --autorun, --view,
+// --keep-seconds, --prompt-text, --seed, --samples, --temperature, --top-p, --device,
+// --precision, --autorun, --view,
 // --screenshot), opens the main window and, when asked, runs the generation (or the comparison) to
 // its end, writes a screenshot and exits.
 #include <QApplication>
@@ -20,7 +21,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
-    "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] [--autorun] [--view "
+    "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] "
+    "[--device cpu|cuda] [--precision f32|tf32|bf16] [--autorun] [--view "
     "canvas|audio|text|attention|pattern|lsh|memory|compare] "
     "[--screenshot FILE]";
 
@@ -49,6 +51,8 @@ struct Options {
   std::optional<int> samples;
   std::optional<qulonglong> seed;
   std::optional<double> temperature, top_p;
+  bool cuda = false;
+  std::optional<attnscope::CudaPrecision> precision;
   bool autorun = false;
 };
 
@@ -122,6 +126,22 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
         return std::nullopt;
       }
       (temp ? o.temperature : o.top_p) = x;
+    } else if (a == QLatin1String("--device")) {
+      if (!value(&v)) return std::nullopt;
+      if (v != QLatin1String("cpu") && v != QLatin1String("cuda")) {
+        *error = QStringLiteral("--device takes cpu or cuda, not '%1'").arg(v);
+        return std::nullopt;
+      }
+      o.cuda = v == QLatin1String("cuda");
+    } else if (a == QLatin1String("--precision")) {
+      if (!value(&v)) return std::nullopt;
+      auto p = attnscope::cuda_precision_from_name(v.toStdString());
+      if (!p) {
+        *error =
+            QStringLiteral("--precision: %1").arg(QString::fromStdString(p.status().message()));
+        return std::nullopt;
+      }
+      o.precision = *p;
     } else if (a == QLatin1String("--autorun")) {
       o.autorun = true;
     } else {
@@ -132,6 +152,10 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
   if (!kViews.contains(o.view)) {
     *error = QStringLiteral("--view '%1' is not available; this build has: %2")
                  .arg(o.view, kViews.join(QStringLiteral(", ")));
+    return std::nullopt;
+  }
+  if (o.precision && !o.cuda) {
+    *error = QStringLiteral("--precision applies to --device cuda");
     return std::nullopt;
   }
   if (o.keep_rows && o.keep_seconds) {
@@ -217,6 +241,7 @@ int main(int argc, char** argv) {
     window.sampling_panel()->set_params(p);
   }
   if (opt->samples) window.sampling_panel()->set_samples(*opt->samples);
+  if (opt->cuda) window.set_device(true, opt->precision.value_or(attnscope::CudaPrecision::kF32));
   if (scripted) window.resize(1600, 1000);
   window.show();
   // The inspection tabs (attention, pattern, lsh, memory) and Compare are tabs beside the output.

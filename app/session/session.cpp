@@ -55,7 +55,7 @@ Session::Session(QObject* parent) : QObject(parent), current_(std::make_shared<S
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.start();
   QMetaObject::invokeMethod(worker_, [this] {
-    backend_note_ = backend_select(true).note;
+    backend_note_ = backend_select(false).note;
     publish(RunState::kNoModel, 0, 0, {});
   });
 }
@@ -70,6 +70,36 @@ Session::~Session() {
 std::shared_ptr<const Snapshot> Session::snapshot() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return current_;
+}
+
+void Session::set_device(bool cuda, CudaPrecision precision) {
+  stop();
+  QMetaObject::invokeMethod(worker_, [this, cuda, precision] {
+    want_cuda_ = cuda;
+    precision_ = precision;
+    place_generator();
+    publish(summary_ ? RunState::kIdle : RunState::kNoModel, 0, 0, {});
+  });
+}
+
+void Session::place_generator() {
+  gen_model_.reset();
+  if (!model_) {
+    backend_note_ = backend_select(want_cuda_).note;
+    return;
+  }
+  if (!want_cuda_) {
+    backend_note_ = "backend: cpu";
+    return;
+  }
+  auto placed = model_create_placed(model_->config(), model_->weights(), true, precision_,
+                                    ModelUse::kGenerate);
+  if (!placed) {
+    backend_note_ = "backend: cpu (" + placed.status().message() + ")";
+    return;
+  }
+  backend_note_ = placed->note;
+  if (placed->on_cuda) gen_model_ = std::move(placed->model);
 }
 
 void Session::open_model(const QString& path) {
@@ -147,6 +177,7 @@ void Session::do_open(const QString& path) {
     return;
   }
   model_ = std::move(*model);
+  place_generator();
   summary_ = std::make_shared<const ModelSummary>(model_summarize(cfg, file, bytes));
   knob_rows_.clear();
   compare_.reset();
@@ -216,7 +247,7 @@ bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel
       publish(RunState::kRunning, per_s, eta, {});
     }
   };
-  auto out = attnscope::generate(*model_, req);
+  auto out = attnscope::generate(gen_model_ ? *gen_model_ : *model_, req);
   double per_s, eta;
   rates(store.filled(), &per_s, &eta);
   last_tokens_per_s_ = per_s;

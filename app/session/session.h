@@ -11,6 +11,7 @@
 #include <mutex>
 #include <vector>
 
+#include "attnscope/cuda.h"
 #include "attnscope/generate.h"
 #include "attnscope/model.h"
 #include "inspection.h"
@@ -53,6 +54,11 @@ class Session : public QObject {
   // same kind drops an older one still waiting. Ends in inspected().
   // Returns the request's serial, which its InspectResult carries.
   uint64_t inspect(InspectRequest request);
+
+  // Where generation runs: the CPU, or the GPU when cuda is true and a device can run the
+  // open model (the snapshot's backend_note says which, and why not). Inspection, scoring and
+  // Compare run on the CPU model. Applies to the open model and every model opened later.
+  void set_device(bool cuda, attnscope::CudaPrecision precision);
 
   // Test-time knobs for the next run: when they change the open model's configuration, the
   // worker re-creates the model from the same weights with the edited configuration (a bad
@@ -113,6 +119,11 @@ class Session : public QObject {
   std::vector<uint8_t> prompt_;
   std::vector<uint8_t> keep_;  // empty: prompt_ is a kept prefix; else one entry per position
   std::string backend_note_;
+  // Generation's model when it runs on the device (null: model_ generates).
+  void place_generator();
+  bool want_cuda_ = false;
+  attnscope::CudaPrecision precision_ = attnscope::CudaPrecision::kF32;
+  std::unique_ptr<attnscope::Model> gen_model_;
   uint64_t serial_ = 0;
   double last_tokens_per_s_ = 0;  // of the latest finished sample
   std::vector<KnobRow> knob_rows_;

@@ -70,6 +70,7 @@ void Session::do_knobs(const Knobs& knobs) {
     return;
   }
   model_ = std::move(*model);
+  place_generator();
   summary_ = std::make_shared<const ModelSummary>(
       model_summarize(cfg, summary_->path, summary_->file_bytes));
   publish(RunState::kIdle, 0, 0,

@@ -75,7 +75,9 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
 
   status_state_ = new QLabel(tr("Open a model (Ctrl+O)"), this);
   status_upload_ = new QLabel(this);
+  status_backend_ = new QLabel(this);
   statusBar()->addWidget(status_state_, 1);
+  statusBar()->addPermanentWidget(status_backend_);
   statusBar()->addPermanentWidget(status_upload_);
   connect(canvas_, &render::Canvas::upload_path_changed, this,
           [this](const QString& p) { status_upload_->setText(tr("Upload: %1").arg(p)); });
@@ -165,6 +167,38 @@ void MainWindow::create_actions() {
           [this] { canvas_->set_mode(render::Canvas::Mode::kEntropy); });
   QAction* fit = view_menu_->addAction(tr("&Fit image"), canvas_, &render::Canvas::fit);
   fit->setShortcut(QKeySequence(Qt::Key_F));
+
+  QMenu* engine = menuBar()->addMenu(tr("&Engine"));
+  device_cuda_ = engine->addAction(tr("Generate on the &GPU (CUDA)"));
+  device_cuda_->setCheckable(true);
+  device_cuda_->setStatusTip(
+      tr("Generation runs on the GPU when this build has CUDA and a device can run the model; "
+         "otherwise on the CPU (the status bar says why). Views always use the CPU model."));
+  QMenu* precision = engine->addMenu(tr("GPU &precision"));
+  auto* precisions = new QActionGroup(this);
+  for (auto [p, label] : {std::pair{attnscope::CudaPrecision::kF32, tr("float32 (as the CPU)")},
+                          std::pair{attnscope::CudaPrecision::kTF32, tr("TF32 tensor cores")},
+                          std::pair{attnscope::CudaPrecision::kBF16, tr("bf16 (fastest)")}}) {
+    QAction* a = precision->addAction(label);
+    a->setCheckable(true);
+    a->setChecked(p == attnscope::CudaPrecision::kF32);
+    precisions->addAction(a);
+    precision_actions_.emplace_back(p, a);
+  }
+  auto apply = [this] {
+    attnscope::CudaPrecision p = attnscope::CudaPrecision::kF32;
+    for (const auto& [value, action] : precision_actions_)
+      if (action->isChecked()) p = value;
+    session_->set_device(device_cuda_->isChecked(), p);
+  };
+  connect(device_cuda_, &QAction::triggered, this, apply);
+  connect(precisions, &QActionGroup::triggered, this, apply);
+}
+
+void MainWindow::set_device(bool cuda, attnscope::CudaPrecision precision) {
+  device_cuda_->setChecked(cuda);
+  for (const auto& [value, action] : precision_actions_) action->setChecked(value == precision);
+  session_->set_device(cuda, precision);
 }
 
 void MainWindow::show_error(const QString& title, const QString& message) {
@@ -179,6 +213,14 @@ void MainWindow::refresh_views() {
   const auto s = session_->snapshot();
   model_panel_->show_snapshot(*s);
   sampling_->show_snapshot(*s);
+  // "backend: cuda (H200, ...; bf16)" -> "Generation: CUDA"; the whole line in the tooltip.
+  const QString note = QString::fromStdString(s->backend_note);
+  const bool on_cuda = note.startsWith(QLatin1String("backend: cuda"));
+  const bool fell_back = note.startsWith(QLatin1String("backend: cpu ("));
+  status_backend_->setText(on_cuda     ? tr("Generation: GPU")
+                           : fell_back ? tr("Generation: CPU (GPU unavailable)")
+                                       : tr("Generation: CPU"));
+  status_backend_->setToolTip(note);
   if (!s->model) {
     status_state_->setText(tr("Open a model (Ctrl+O) or drop a .safetensors file"));
     return;

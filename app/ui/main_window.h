@@ -69,6 +69,10 @@ class MainWindow : public QMainWindow {
   bool export_to(const QString& path);
   QStringList recent_files() const { return recent_; }
 
+  // Where generation runs (the Engine menu, --device): the GPU when cuda and a device can run
+  // the model, else the CPU; the status bar says which and, in its tooltip, why.
+  void set_device(bool cuda, attnscope::CudaPrecision precision);
+
   // Scripted runs (--screenshot) report errors through script_error instead of dialogs.
   void set_script_mode(bool on) { script_mode_ = on; }
 
@@ -113,6 +117,9 @@ class MainWindow : public QMainWindow {
   QMenu* recent_menu_ = nullptr;
   QLabel* status_state_;
   QLabel* status_upload_;
+  QLabel* status_backend_;
+  QAction* device_cuda_ = nullptr;
+  std::vector<std::pair<attnscope::CudaPrecision, QAction*>> precision_actions_;
   QStringList recent_;
   QString last_dir_;
   bool script_mode_ = false;

@@ -4,7 +4,8 @@
 // cancels, and a corrupt model file is a failed() message that keeps the model already open.
 // Test-time knobs (Reformer hash rounds, Perceiver AR latents) re-create the model for the next
 // run; a comparison with a second model equals the engine's generate() for each, and a second model
-// of another size is refused.
+// of another size is refused. Asking for the GPU says on which backend generation runs; without a
+// device the run is the CPU's, byte for byte.
 #include <QCoreApplication>
 #include <QFile>
 #include <QSignalSpy>
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <functional>
 
+#include "attnscope/cuda.h"
 #include "attnscope/generate.h"
 #include "attnscope/safetensors.h"
 #include "model_files.h"
@@ -119,6 +121,45 @@ class TestSession : public QObject {
       QVERIFY(std::abs(sum - 1.0) < 1e-4);
       QVERIFY(snap->run->entropy_bits(pos) >= 0 && snap->run->entropy_bits(pos) <= 8.0001f);
     }
+  }
+
+  void device_choice_is_said_and_falls_back_to_the_cpu() {
+    const QString path = make_family_model(dir_, QStringLiteral("device.safetensors"),
+                                           Family::kSparse, "image:8x8x3");
+    Session s;
+    QSignalSpy loaded(&s, &Session::model_loaded);
+    s.open_model(path);
+    QVERIFY(loaded.wait(10000));
+    QCOMPARE(QString::fromStdString(s.snapshot()->backend_note), QStringLiteral("backend: cpu"));
+
+    s.set_device(true, CudaPrecision::kF32);
+    const Status avail = cuda_available();
+    const bool device = avail.is_ok();
+    QTRY_VERIFY(s.snapshot()->backend_note != "backend: cpu");
+    const QString note = QString::fromStdString(s.snapshot()->backend_note);
+    QVERIFY2(note.startsWith(device ? "backend: cuda (" : "backend: cpu ("), qPrintable(note));
+
+    SamplingParams p;
+    p.seed = 11;
+    QSignalSpy ended(&s, &Session::run_ended);
+    s.generate(p);
+    QVERIFY(ended.wait(30000));
+    QCOMPARE(ended.at(0).at(0).value<RunState>(), RunState::kFinished);
+    auto snap = s.snapshot();
+    QCOMPARE(snap->run->filled(), int64_t(192));
+    if (!device) {
+      auto cpu = load_edited(path, [](ModelConfig&) {});
+      QVERIFY(cpu);
+      const std::vector<uint8_t> got(snap->run->tokens(), snap->run->tokens() + 192);
+      QVERIFY(got == engine_generate(*cpu, {}, p));
+      QVERIFY2(note.contains(QString::fromStdString(avail.message())), qPrintable(note));
+      qInfo("SKIP: no CUDA device here (%s); checked the CPU fallback", avail.message().c_str());
+    }
+
+    // Back to the CPU: the note says so again.
+    s.set_device(false, CudaPrecision::kF32);
+    QTRY_COMPARE(QString::fromStdString(s.snapshot()->backend_note),
+                 QStringLiteral("backend: cpu"));
   }
 
   void stop_cancels_the_run() {
