@@ -9,7 +9,7 @@ namespace attnscope {
 
 namespace {
 Status absent() {
-  return unsupported("this build has no CUDA backend (nvcc not found at configure time)");
+  return unsupported("this build has no CUDA backend (configured with ATTNSCOPE_CUDA=OFF or no nvcc)");
 }
 }  // namespace
 
@@ -46,6 +46,34 @@ Status cuda_attn_dense_decode(const float*, const float*, const float*, float*, 
 }
 Status cuda_attn_sparse_decode(const float*, const float*, const float*, float*, int, int64_t,
                                int64_t, int, const SparseConfig&, int) {
+  return absent();
+}
+
+Status cuda_matmul_backward(const float*, const float*, const float*, float*, float*, int64_t,
+                            int64_t, int64_t, CudaPrecision) {
+  return absent();
+}
+Status cuda_layernorm_backward(const float*, const float*, const float*, float*, float*, float*,
+                               int64_t, int64_t) {
+  return absent();
+}
+Status cuda_gelu_backward(const float*, const float*, float*, int64_t) {
+  return absent();
+}
+Status cuda_embed_backward(const uint8_t*, const float*, float*, int64_t, int64_t) {
+  return absent();
+}
+Status cuda_xent_backward(const float*, const uint8_t*, float*, double*, int64_t, float) {
+  return absent();
+}
+Status cuda_attn_dense_backward(const float*, const float*, const float*, const float*, float*,
+                                float*, float*, int, int64_t, int64_t, int, int64_t,
+                                CudaPrecision) {
+  return absent();
+}
+Status cuda_attn_sparse_backward(const float*, const float*, const float*, const float*, float*,
+                                 float*, float*, int, int64_t, int, const SparseConfig&, int,
+                                 CudaPrecision) {
   return absent();
 }
 
