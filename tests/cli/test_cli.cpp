@@ -432,12 +432,12 @@ class TestCli : public QObject {
     QVERIFY2(ref.err.contains("backend: cpu ("), ref.err.constData());
 
     Run bad = cli(
-        {"generate", "--model", model, "--device", "gpu", "--seed", "1", "--out", path("bad.png")});
+        {"generate", "--model", model, "--device", "gpu", "--seed", "1", "--out", path("refused.png")});
     QCOMPARE(bad.code, 2);
     QVERIFY(bad.err.contains("--device must be cpu or cuda"));
-    QVERIFY(!QFileInfo::exists(path("bad.png")));
+    QVERIFY(!QFileInfo::exists(path("refused.png")));
     bad = cli({"generate", "--model", model, "--precision", "tf32", "--seed", "1", "--out",
-               path("bad.png")});
+               path("refused.png")});
     QCOMPARE(bad.code, 2);
     QVERIFY(bad.err.contains("--precision applies to --device cuda"));
 
