@@ -44,6 +44,23 @@ struct AttnPass {
   int64_t entries() const;
 };
 
+// The passes of one Sparse Transformer set (pattern; A1, A2 or their union) at length n, as
+// key ranges before any tiling: the pass's query and key orders (empty: identity), each pass
+// row's allowed pass keys [lo, hi), and the segments [qs, qe) x [ks, ke) to tile (a row's range
+// stays inside its segment). The one definition of the patterns' pass structure: the CPU
+// kernels, the training attention and the CUDA kernels each tile it with their own blocks.
+struct SparsePassRanges {
+  struct Segment {
+    int64_t qs, qe, ks, ke;
+  };
+  ScratchVector<int64_t> qpos, kpos, lo, hi;
+  std::vector<Segment> segments;
+};
+std::vector<SparsePassRanges> sparse_pass_ranges(const SparseConfig& cfg, SparseSet set, int64_t n);
+// Those passes tiled with row blocks of bq query rows and key tiles of bk keys.
+std::vector<AttnPass> sparse_build_passes(const SparseConfig& cfg, SparseSet set, int64_t n, int bq,
+                                          int bk);
+
 // The online-softmax state of a forward over (H, nq) query rows of width d: acc (H, nq, d)
 // holds the unnormalised output, m and l (H, nq) the running max (log2 units) and sum.
 struct AttnState {

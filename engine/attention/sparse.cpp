@@ -39,19 +39,19 @@ Status validate(const SparseConfig& cfg) {
 //   fixed A2       keys are the summary columns {j mod l >= l-c} packed in order: row i sees
 //                  the prefix of them with j <= i;
 //   fixed union    A1, then the packed summary columns of earlier blocks (A2 minus A1).
-std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64_t n) {
+std::vector<detail::SparsePassRanges> ranges_of(const SparseConfig& cfg, SparseSet set, int64_t n) {
+  using detail::SparsePassRanges;
   const int64_t l = cfg.stride;
-  const int b = cfg.block;
-  std::vector<AttnPass> passes;
+  std::vector<SparsePassRanges> passes;
   auto natural_pass = [&](auto lo_of) {
-    AttnPass p;
+    SparsePassRanges p;
     p.lo.resize(static_cast<size_t>(n));
     p.hi.resize(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
       p.lo[i] = lo_of(i);
       p.hi[i] = i + 1;
     }
-    p.add_segment(0, n, 0, n, b, b);
+    p.segments.push_back({0, n, 0, n});
     return p;
   };
   if (cfg.pattern == SparsePattern::kStrided) {
@@ -59,7 +59,7 @@ std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64
       passes.push_back(natural_pass([&](int64_t i) { return std::max<int64_t>(0, i - l + 1); }));
     if (set != SparseSet::kA1) {
       const int64_t self = set == SparseSet::kA2 ? 1 : 0;  // union: strictly earlier only
-      AttnPass p;
+      SparsePassRanges p;
       p.qpos.reserve(static_cast<size_t>(n));
       p.lo.reserve(static_cast<size_t>(n));
       p.hi.reserve(static_cast<size_t>(n));
@@ -72,10 +72,11 @@ std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64
         }
       }
       p.kpos = p.qpos;
-      // One layout segment per residue group, blocks aligned at the group's start.
+      // One segment per residue group [s, e), its (n - first + l - 1) / l members; blocks
+      // aligned at the group's start.
       for (int64_t s = 0; s < n;) {
         const int64_t e = std::min(n, s + (n - p.qpos[s] + l - 1) / l);
-        p.add_segment(s, e, s, e, b, b);
+        p.segments.push_back({s, e, s, e});
         s = e;
       }
       passes.push_back(std::move(p));
@@ -85,7 +86,7 @@ std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64
   const int64_t c = cfg.summary;
   if (set != SparseSet::kA2) passes.push_back(natural_pass([&](int64_t i) { return i / l * l; }));
   if (set != SparseSet::kA1) {
-    AttnPass p;
+    SparsePassRanges p;
     for (int64_t j = 0; j < n; ++j)
       if (j % l >= l - c) p.kpos.push_back(j);
     const int64_t n_summary = static_cast<int64_t>(p.kpos.size());
@@ -96,10 +97,14 @@ std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64
       p.hi[i] =
           set == SparseSet::kA2 ? earlier + std::max<int64_t>(0, i % l - (l - c) + 1) : earlier;
     }
-    p.add_segment(0, n, 0, n_summary, b, b);
+    p.segments.push_back({0, n, 0, n_summary});
     passes.push_back(std::move(p));
   }
   return passes;
+}
+
+std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64_t n) {
+  return detail::sparse_build_passes(cfg, set, n, cfg.block, cfg.block);
 }
 
 // The pattern A(i) of one set as a list of key positions (any order).
@@ -221,5 +226,30 @@ void attn_sparse_decode_cpu(const float* q, const float* kcache, const float* vc
   }
   if (stats) stats->keys_read += read;
 }
+
+namespace detail {
+
+std::vector<SparsePassRanges> sparse_pass_ranges(const SparseConfig& cfg, SparseSet set,
+                                                 int64_t n) {
+  return ranges_of(cfg, set, n);
+}
+
+std::vector<AttnPass> sparse_build_passes(const SparseConfig& cfg, SparseSet set, int64_t n, int bq,
+                                          int bk) {
+  std::vector<AttnPass> passes;
+  for (SparsePassRanges& r : ranges_of(cfg, set, n)) {
+    AttnPass p;
+    p.qpos = std::move(r.qpos);
+    p.kpos = std::move(r.kpos);
+    p.lo = std::move(r.lo);
+    p.hi = std::move(r.hi);
+    for (const SparsePassRanges::Segment& g : r.segments)
+      p.add_segment(g.qs, g.qe, g.ks, g.ke, bq, bk);
+    passes.push_back(std::move(p));
+  }
+  return passes;
+}
+
+}  // namespace detail
 
 }  // namespace attnscope

@@ -12,6 +12,7 @@
 #include <string>
 #include <type_traits>
 
+#include "attention/blocks.h"
 #include "attention/fast_exp.h"
 
 namespace attnscope::train {
@@ -204,60 +205,19 @@ Status check_args(int heads, int64_t nq, int64_t nk, int d, const TrainAttnSpec&
   return Status::ok();
 }
 
-// The passes of one Sparse Transformer set at length n (the inference kernel's layout): strided
-// A1 the local window; A2 the residue groups made contiguous, causal inside each; the union A1
-// then the strictly earlier part of A2. Fixed A1 the own block; A2 the packed summary columns;
-// the union A1 then the summary columns of earlier blocks.
+// The passes of one Sparse Transformer set at length n: the inference kernel's pass structure
+// (detail::sparse_pass_ranges) tiled with blocks of cfg.block rows and keys.
 std::vector<std::unique_ptr<Pass>> sparse_passes(const SparseConfig& cfg, SparseSet set,
                                                  int64_t n) {
-  const int64_t l = cfg.stride, b = cfg.block;
   std::vector<std::unique_ptr<Pass>> passes;
-  auto natural = [&](auto lo_of) {
+  for (detail::SparsePassRanges& r : detail::sparse_pass_ranges(cfg, set, n)) {
     auto p = std::make_unique<Pass>();
-    p->lo.resize(static_cast<size_t>(n));
-    p->hi.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) p->lo[i] = lo_of(i), p->hi[i] = i + 1;
-    p->add_segment(0, n, 0, n, b, b);
-    passes.push_back(std::move(p));
-  };
-  if (cfg.pattern == SparsePattern::kStrided) {
-    if (set != SparseSet::kA2) natural([&](int64_t i) { return std::max<int64_t>(0, i - l + 1); });
-    if (set != SparseSet::kA1) {
-      const int64_t self = set == SparseSet::kA2 ? 1 : 0;
-      auto p = std::make_unique<Pass>();
-      for (int64_t r = 0; r < std::min(l, n); ++r) {
-        const int64_t start = static_cast<int64_t>(p->qpos.size());
-        for (int64_t i = r, t = 0; i < n; i += l, ++t) {
-          p->qpos.push_back(i);
-          p->lo.push_back(start);
-          p->hi.push_back(start + t + self);
-        }
-      }
-      p->kpos = p->qpos;
-      for (int64_t s = 0; s < n;) {
-        const int64_t e = std::min(n, s + (n - p->qpos[s] + l - 1) / l);
-        p->add_segment(s, e, s, e, b, b);
-        s = e;
-      }
-      passes.push_back(std::move(p));
-    }
-    return passes;
-  }
-  const int64_t c = cfg.summary;
-  if (set != SparseSet::kA2) natural([&](int64_t i) { return i / l * l; });
-  if (set != SparseSet::kA1) {
-    auto p = std::make_unique<Pass>();
-    for (int64_t j = 0; j < n; ++j)
-      if (j % l >= l - c) p->kpos.push_back(j);
-    const int64_t n_summary = static_cast<int64_t>(p->kpos.size());
-    p->lo.assign(static_cast<size_t>(n), 0);
-    p->hi.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t earlier = i / l * c;
-      p->hi[i] =
-          set == SparseSet::kA2 ? earlier + std::max<int64_t>(0, i % l - (l - c) + 1) : earlier;
-    }
-    p->add_segment(0, n, 0, n_summary, b, b);
+    p->qpos = std::move(r.qpos);
+    p->kpos = std::move(r.kpos);
+    p->lo = std::move(r.lo);
+    p->hi = std::move(r.hi);
+    for (const detail::SparsePassRanges::Segment& g : r.segments)
+      p->add_segment(g.qs, g.qe, g.ks, g.ke, cfg.block, cfg.block);
     passes.push_back(std::move(p));
   }
   return passes;

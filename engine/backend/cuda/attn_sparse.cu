@@ -57,65 +57,10 @@ Status validate(const SparseConfig& cfg) {
   return Status::ok();
 }
 
-// The passes of one (pattern, set) at length n: the same construction as sparse.cpp's
-// build_passes (see the comment there), with row blocks of kPlanRows.
+// The passes of one (pattern, set) at length n: detail::sparse_pass_ranges (sparse.cpp, the
+// one definition) tiled with row blocks of kPlanRows rows and key tiles of cfg.block keys.
 std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64_t n) {
-  const int64_t l = cfg.stride;
-  const int b = cfg.block;
-  std::vector<AttnPass> passes;
-  auto natural_pass = [&](auto lo_of) {
-    AttnPass p;
-    p.lo.resize(static_cast<size_t>(n));
-    p.hi.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      p.lo[i] = lo_of(i);
-      p.hi[i] = i + 1;
-    }
-    p.add_segment(0, n, 0, n, kPlanRows, b);
-    return p;
-  };
-  if (cfg.pattern == SparsePattern::kStrided) {
-    if (set != SparseSet::kA2)
-      passes.push_back(natural_pass([&](int64_t i) { return std::max<int64_t>(0, i - l + 1); }));
-    if (set != SparseSet::kA1) {
-      const int64_t self = set == SparseSet::kA2 ? 1 : 0;
-      AttnPass p;
-      for (int64_t r = 0; r < std::min(l, n); ++r) {
-        const int64_t start = static_cast<int64_t>(p.qpos.size());
-        for (int64_t i = r, t = 0; i < n; i += l, ++t) {
-          p.qpos.push_back(i);
-          p.lo.push_back(start);
-          p.hi.push_back(start + t + self);
-        }
-      }
-      p.kpos.assign(p.qpos.begin(), p.qpos.end());  // (no allocator != in C++17)
-      for (int64_t s = 0; s < n;) {
-        const int64_t e = std::min(n, s + (n - p.qpos[s] + l - 1) / l);
-        p.add_segment(s, e, s, e, kPlanRows, b);
-        s = e;
-      }
-      passes.push_back(std::move(p));
-    }
-    return passes;
-  }
-  const int64_t c = cfg.summary;
-  if (set != SparseSet::kA2) passes.push_back(natural_pass([&](int64_t i) { return i / l * l; }));
-  if (set != SparseSet::kA1) {
-    AttnPass p;
-    for (int64_t j = 0; j < n; ++j)
-      if (j % l >= l - c) p.kpos.push_back(j);
-    const int64_t n_summary = static_cast<int64_t>(p.kpos.size());
-    p.lo.assign(static_cast<size_t>(n), 0);
-    p.hi.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t earlier = i / l * c;
-      p.hi[i] =
-          set == SparseSet::kA2 ? earlier + std::max<int64_t>(0, i % l - (l - c) + 1) : earlier;
-    }
-    p.add_segment(0, n, 0, n_summary, kPlanRows, b);
-    passes.push_back(std::move(p));
-  }
-  return passes;
+  return detail::sparse_build_passes(cfg, set, n, kPlanRows, cfg.block);
 }
 
 template <typename V>

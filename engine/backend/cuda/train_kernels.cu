@@ -676,72 +676,10 @@ Status validate_sparse(const SparseConfig& cfg) {
   return Status::ok();
 }
 
-// The passes of one (pattern, set) at length n (DESIGN.md / engine/attention/sparse.cpp):
-//   strided A1: local window {i-l+1 .. i}, natural order;
-//   strided A2: residue groups i mod l made contiguous, causal inside each group (union: the
-//               group strictly before i, since A1 holds i itself);
-//   fixed A1:   own block of l, natural order;
-//   fixed A2:   keys are the summary columns {j mod l >= l-c} packed in order, row i sees those
-//               <= i (union: those of earlier blocks only).
-// Row blocks of kPlanRows rows, key tiles of cfg.block keys (AttnPass::add_segment's rule).
+// The passes of one (pattern, set) at length n: detail::sparse_pass_ranges (sparse.cpp, the
+// one definition) tiled with row blocks of kPlanRows rows and key tiles of cfg.block keys.
 std::vector<AttnPass> sparse_passes(const SparseConfig& cfg, SparseSet set, int64_t n) {
-  const int64_t l = cfg.stride;
-  const int b = cfg.block;
-  std::vector<AttnPass> passes;
-  auto natural = [&](auto lo_of) {
-    AttnPass p;
-    p.lo.resize(static_cast<size_t>(n));
-    p.hi.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      p.lo[i] = lo_of(i);
-      p.hi[i] = i + 1;
-    }
-    p.add_segment(0, n, 0, n, kPlanRows, b);
-    return p;
-  };
-  if (cfg.pattern == SparsePattern::kStrided) {
-    if (set != SparseSet::kA2)
-      passes.push_back(natural([&](int64_t i) { return std::max<int64_t>(0, i - l + 1); }));
-    if (set != SparseSet::kA1) {
-      const int64_t self = set == SparseSet::kA2 ? 1 : 0;
-      AttnPass p;
-      for (int64_t r = 0; r < std::min(l, n); ++r) {
-        const int64_t start = static_cast<int64_t>(p.qpos.size());
-        for (int64_t i = r, t = 0; i < n; i += l, ++t) {
-          p.qpos.push_back(i);
-          p.lo.push_back(start);
-          p.hi.push_back(start + t + self);
-        }
-      }
-      p.kpos.assign(p.qpos.begin(), p.qpos.end());
-      // One segment per residue group [s, e): its (n - first + l - 1) / l members.
-      for (int64_t s = 0; s < n;) {
-        const int64_t e = std::min(n, s + (n - p.qpos[s] + l - 1) / l);
-        p.add_segment(s, e, s, e, kPlanRows, b);
-        s = e;
-      }
-      passes.push_back(std::move(p));
-    }
-    return passes;
-  }
-  const int64_t c = cfg.summary;
-  if (set != SparseSet::kA2) passes.push_back(natural([&](int64_t i) { return i / l * l; }));
-  if (set != SparseSet::kA1) {
-    AttnPass p;
-    for (int64_t j = 0; j < n; ++j)
-      if (j % l >= l - c) p.kpos.push_back(j);
-    const int64_t n_summary = static_cast<int64_t>(p.kpos.size());
-    p.lo.assign(static_cast<size_t>(n), 0);
-    p.hi.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) {
-      const int64_t earlier = i / l * c;
-      p.hi[i] =
-          set == SparseSet::kA2 ? earlier + std::max<int64_t>(0, i % l - (l - c) + 1) : earlier;
-    }
-    p.add_segment(0, n, 0, n_summary, kPlanRows, b);
-    passes.push_back(std::move(p));
-  }
-  return passes;
+  return detail::sparse_build_passes(cfg, set, n, kPlanRows, cfg.block);
 }
 
 // One pass of one head set on the device: the forward's row-major layout (row blocks with
