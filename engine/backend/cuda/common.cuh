@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <initializer_list>
+#include <string>
 
 #include "backend/cuda/kernels.cuh"
 
@@ -51,6 +53,20 @@ __device__ T block_sum(T v, T* red) {
 // c_type (CUDA_R_32F or CUDA_R_16BF); beta 0 or 1. cuda_ops.cu.
 Status lt_matmul_bf16(CudaCtx& ctx, const __nv_bfloat16* a, const __nv_bfloat16* b, void* c,
                       cudaDataType_t c_type, int64_t m, int64_t k, int64_t n, float beta);
+
+// count = product of dims (host-pointer API sizes), refused when negative or beyond 2^60
+// elements, so that an impossible size is a message before any allocation.
+inline Status element_count(const char* what, std::initializer_list<int64_t> dims, size_t* count) {
+  unsigned __int128 n = 1;
+  for (int64_t x : dims) {
+    if (x < 0) return invalid_argument(std::string(what) + ": negative size");
+    n *= static_cast<unsigned __int128>(x);
+    if (n > (static_cast<unsigned __int128>(1) << 60))
+      return invalid_argument(std::string(what) + ": size overflows");
+  }
+  *count = static_cast<size_t>(n);
+  return Status::ok();
+}
 
 // The context of the host-pointer API (cuda.h): one per thread, created on first use.
 Expected<CudaCtx*> host_ctx();

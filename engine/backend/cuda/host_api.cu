@@ -48,22 +48,6 @@ Expected<CudaCtx*> host_ctx() {
   return ctx.get();
 }
 
-namespace {
-
-// count = product of dims, refused when negative or beyond 2^60 elements.
-Status element_count(const char* what, std::initializer_list<int64_t> dims, size_t* count) {
-  unsigned __int128 n = 1;
-  for (int64_t x : dims) {
-    if (x < 0) return invalid_argument(std::string(what) + ": negative size");
-    n *= static_cast<unsigned __int128>(x);
-    if (n > (static_cast<unsigned __int128>(1) << 60))
-      return invalid_argument(std::string(what) + ": size overflows");
-  }
-  *count = static_cast<size_t>(n);
-  return Status::ok();
-}
-
-}  // namespace
 }  // namespace cuda
 
 using cuda::CudaCtx;

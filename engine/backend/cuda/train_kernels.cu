@@ -16,19 +16,6 @@ namespace attnscope {
 namespace cuda {
 namespace {
 
-// count = product of dims, refused when negative or beyond 2^60 elements.
-Status count_of(const char* what, std::initializer_list<int64_t> dims, size_t* count) {
-  unsigned __int128 n = 1;
-  for (int64_t x : dims) {
-    if (x < 0) return invalid_argument(std::string(what) + ": negative size");
-    n *= static_cast<unsigned __int128>(x);
-    if (n > (static_cast<unsigned __int128>(1) << 60))
-      return invalid_argument(std::string(what) + ": size overflows");
-  }
-  *count = static_cast<size_t>(n);
-  return Status::ok();
-}
-
 // ---- matrix product backward -------------------------------------------------------------
 
 // dst (cols, rows) = bf16 of src (rows, cols) transposed.
@@ -774,9 +761,9 @@ using cuda::DeviceBuffer;
 Status cuda_matmul_backward(const float* a, const float* b, const float* dc, float* da, float* db,
                             int64_t m, int64_t k, int64_t n, CudaPrecision p) {
   size_t na, nb, nc;
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_matmul_backward", {m, k}, &na));
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_matmul_backward", {k, n}, &nb));
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_matmul_backward", {m, n}, &nc));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_matmul_backward", {m, k}, &na));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_matmul_backward", {k, n}, &nb));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_matmul_backward", {m, n}, &nc));
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
@@ -802,8 +789,8 @@ Status cuda_matmul_backward(const float* a, const float* b, const float* dc, flo
 Status cuda_layernorm_backward(const float* xh, const float* g, const float* dy, float* dx,
                                float* dg, float* db, int64_t n, int64_t D) {
   size_t nx, nd;
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_layernorm_backward", {n, D}, &nx));
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_layernorm_backward", {D}, &nd));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_layernorm_backward", {n, D}, &nx));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_layernorm_backward", {D}, &nd));
   if (n > INT32_MAX)
     return invalid_argument("cuda_layernorm_backward: " + std::to_string(n) +
                             " rows exceed the launch grid");
@@ -843,7 +830,7 @@ Status cuda_layernorm_backward(const float* xh, const float* g, const float* dy,
 
 Status cuda_gelu_backward(const float* xh, const float* dy, float* dx, int64_t count) {
   size_t nx;
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_gelu_backward", {count}, &nx));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_gelu_backward", {count}, &nx));
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
@@ -865,9 +852,9 @@ Status cuda_gelu_backward(const float* xh, const float* dy, float* dx, int64_t c
 Status cuda_embed_backward(const uint8_t* tokens, const float* dy, float* dtable, int64_t n,
                            int64_t D) {
   size_t ny, nt, ntab;
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_embed_backward", {n, D}, &ny));
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_embed_backward", {n}, &nt));
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_embed_backward", {kVocab, D}, &ntab));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_embed_backward", {n, D}, &ny));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_embed_backward", {n}, &nt));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_embed_backward", {kVocab, D}, &ntab));
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
@@ -890,8 +877,8 @@ Status cuda_embed_backward(const uint8_t* tokens, const float* dy, float* dtable
 Status cuda_xent_backward(const float* logits, const uint8_t* targets, float* dlogits,
                           double* loss_bits, int64_t n, float scale) {
   size_t nl, nt;
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_xent_backward", {n, kVocab}, &nl));
-  ATTN_RETURN_IF_ERROR(cuda::count_of("cuda_xent_backward", {n}, &nt));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_xent_backward", {n, kVocab}, &nl));
+  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_xent_backward", {n}, &nt));
   if (n > INT32_MAX)
     return invalid_argument("cuda_xent_backward: " + std::to_string(n) +
                             " rows exceed the launch grid");
@@ -943,9 +930,9 @@ Status cuda_attn_dense_backward(const float* q, const float* k, const float* v, 
   if (heads > 65535) return invalid_argument(std::string(what) + ": more than 65535 heads");
   const int D = cuda::padded_width(d);
   size_t nqe, nke, rows;
-  ATTN_RETURN_IF_ERROR(cuda::count_of(what, {heads, nq, D}, &nqe));
-  ATTN_RETURN_IF_ERROR(cuda::count_of(what, {heads, nk, D}, &nke));
-  ATTN_RETURN_IF_ERROR(cuda::count_of(what, {heads, nq}, &rows));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, nq, D}, &nqe));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, nk, D}, &nke));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, nq}, &rows));
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
@@ -982,8 +969,8 @@ Status cuda_attn_sparse_backward(const float* q, const float* k, const float* v,
   if (heads > 65535) return invalid_argument(std::string(what) + ": more than 65535 heads");
   const int D = cuda::padded_width(d);
   size_t ne, rows;
-  ATTN_RETURN_IF_ERROR(cuda::count_of(what, {heads, n, D}, &ne));
-  ATTN_RETURN_IF_ERROR(cuda::count_of(what, {heads, n}, &rows));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, n, D}, &ne));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, n}, &rows));
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
