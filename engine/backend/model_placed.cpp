@@ -1,5 +1,6 @@
 // model_create_placed (cuda.h): the device model when asked for and possible, the CPU model
 // otherwise, with one line saying which and why. Compiled in every build.
+#include "attnscope/backend.h"
 #include "attnscope/cuda.h"
 
 namespace attnscope {
@@ -13,7 +14,8 @@ Expected<ModelPlacement> model_create_placed(const ModelConfig& cfg, WeightMap w
     Status avail = cuda_available(&info);
     if (!avail) {
       why_not = avail.message();
-    } else if (use == ModelUse::kGenerate && cfg.family == Family::kReformer) {
+    } else if (use == ModelUse::kGenerate && cfg.family == Family::kReformer &&
+               !backend_cuda_supports("decode_lsh")) {
       why_not = "the Reformer's decode (trax's predict scheme) has no device kernel";
     } else {
       auto dev = model_create_cuda(cfg, weights, p);

@@ -32,6 +32,22 @@ class TestBackend : public QObject {
     }
   }
 
+  void supported_ops_are_named() {
+#ifdef ATTNSCOPE_HAVE_CUDA
+    const bool built = true;
+#else
+    const bool built = false;
+#endif
+    for (const char* op :
+         {"matmul", "attn_dense", "attn_sparse", "attn_lsh", "decode_dense", "decode_sparse",
+          "sample", "attn_dense_backward", "attn_sparse_backward", "layernorm_backward"})
+      QVERIFY2(backend_cuda_supports(op) == built, op);
+    // Declined everywhere: they run on the CPU.
+    for (const char* op : {"decode_lsh", "attn_lsh_backward", "no_such_op", ""})
+      QVERIFY2(!backend_cuda_supports(op), op);
+    QVERIFY(!backend_cuda_supports(nullptr));
+  }
+
   static ModelConfig small(Family f) {
     ModelConfig c;
     c.family = f;

@@ -19,14 +19,33 @@ int backend_cuda_device_count(std::string* why_none) {
   return count;
 }
 
-// The ops kernels.cuh implements on the device (cuda_ops.cu, attn_*.cu, sample.cu).
+// The ops the device runs (cuda_ops.cu, attn_*.cu, sample.cu, train_kernels.cu); not listed,
+// so run on the CPU: "decode_lsh" (the Reformer's decode), "attn_lsh_backward".
 bool backend_cuda_supports(const char* op_name) {
   if (!op_name) return false;
-  static const char* const kOps[] = {
-      "matmul",      "add_bias",    "layernorm", "gelu",           "add",
-      "split_heads", "merge_heads", "embed",     "shift_avg_pool", "upsample_repeat",
-      "attn_dense",  "attn_sparse", "attn_lsh",  "decode_dense",   "decode_sparse",
-      "sample"};
+  static const char* const kOps[] = {"matmul",
+                                     "add_bias",
+                                     "layernorm",
+                                     "gelu",
+                                     "add",
+                                     "split_heads",
+                                     "merge_heads",
+                                     "embed",
+                                     "shift_avg_pool",
+                                     "upsample_repeat",
+                                     "attn_dense",
+                                     "attn_sparse",
+                                     "attn_lsh",
+                                     "decode_dense",
+                                     "decode_sparse",
+                                     "sample",
+                                     "matmul_backward",
+                                     "layernorm_backward",
+                                     "gelu_backward",
+                                     "embed_backward",
+                                     "xent_backward",
+                                     "attn_dense_backward",
+                                     "attn_sparse_backward"};
   for (const char* op : kOps)
     if (std::strcmp(op, op_name) == 0) return true;
   return false;

@@ -17,7 +17,10 @@ struct BackendChoice {
 int backend_cuda_device_count(std::string* why_none);
 // Picks CUDA when asked for and available, else the CPU; never fails.
 BackendChoice backend_select(bool want_cuda);
-// Ops the CUDA backend runs so far. Issue 5 fills this in; until then every op falls back.
+// Whether the CUDA backend runs an op (names as engine/backend/cuda/device.cu lists them:
+// "attn_dense", "attn_sparse_backward", "decode_lsh", ...); false for every op in a build
+// without CUDA. What it declines runs on the CPU: the Reformer's decode ("decode_lsh") and
+// LSH attention's backward ("attn_lsh_backward").
 bool backend_cuda_supports(const char* op_name);
 
 }  // namespace attnscope
