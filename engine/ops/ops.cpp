@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "attention/fast_exp.h"
+
 namespace attnscope {
 
 void op_matmul(const float* a, const float* b, float* c, int64_t m, int64_t k, int64_t n,
@@ -49,9 +51,10 @@ void op_layernorm(const float* x, const float* g, const float* b, float* y, int6
 
 void op_gelu(float* x, int64_t count) {
   const float k = 0.7978845608028654f;  // sqrt(2/pi)
+#pragma omp simd
   for (int64_t i = 0; i < count; ++i) {
     float v = x[i];
-    x[i] = 0.5f * v * (1.0f + std::tanh(k * (v + 0.044715f * v * v * v)));
+    x[i] = 0.5f * v * (1.0f + tanh_vec(k * (v + 0.044715f * v * v * v)));
   }
 }
 

@@ -268,6 +268,41 @@ class TestTrainOps : public QObject {
     for (double e : {e1, e2, e3, e4, e5}) QVERIFY(e <= 1e-6);
   }
 
+  void geluIsTheTanhFormula() {
+    // The float GELU (inference and training forward, vectorised tanh) against the tanh
+    // formula in double, and the float backward against the double backward, over
+    // x in [-12, 12] and far out (where GELU is x or 0).
+    std::vector<float> xs;
+    for (int i = -12000; i <= 12000; ++i) xs.push_back(static_cast<float>(i) * 1e-3f);
+    for (float far : {30.0f, 1e4f, 3e38f}) xs.push_back(far), xs.push_back(-far);
+    std::vector<float> y = xs;
+    op_gelu(y.data(), static_cast<int64_t>(y.size()));
+    double worst = 0;
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const double v = xs[i];
+      const double ref =
+          0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+      worst = std::max(worst, std::abs(y[i] - ref) / std::max(1.0, std::abs(v)));
+    }
+    qInfo("gelu forward: worst |float - double| / max(1, |x|) = %.2e", worst);
+    QVERIFY(worst <= 3e-7);
+
+    Tape<float> tf;
+    Tape<double> td;
+    const int64_t n = 24001;  // the [-12, 12] grid
+    auto xf = make_var<float>(1, n, true);
+    auto xd = make_var<double>(1, n, true);
+    for (int64_t i = 0; i < n; ++i) xf->data[i] = xs[i], xd->data[i] = xs[i];
+    Var<float> yf = gelu(tf, xf);
+    Var<double> yd = gelu(td, xd);
+    backprop(tf, yf, std::vector<float>(static_cast<size_t>(n), 1.0f));
+    backprop(td, yd, std::vector<double>(static_cast<size_t>(n), 1.0));
+    double gworst = 0;
+    for (int64_t i = 0; i < n; ++i) gworst = std::max(gworst, std::abs(xf->grad[i] - xd->grad[i]));
+    qInfo("gelu backward: worst |float - double| = %.2e", gworst);
+    QVERIFY(gworst <= 5e-7);  // (std::tanh and 1 - t*t: 5.5e-7)
+  }
+
   void shapeOpsGrads() {
     Rng rng(7);
     auto a = random_var<double>(rng, 4, 3, 1.0, true);
