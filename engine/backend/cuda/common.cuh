@@ -49,6 +49,22 @@ __device__ T block_sum(T v, T* red) {
   return total;
 }
 
+// Mean and 1/sqrt(variance + 1e-5) of the row xr (D), in double as op_layernorm; the whole
+// block calls it (red: one slot per warp) and every thread gets both.
+__device__ inline void row_mean_inv_std(const float* xr, int64_t D, double* red, double* mean,
+                                        double* inv) {
+  double s = 0.0;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
+  const double m = block_sum(s, red) / static_cast<double>(D);
+  double v = 0.0;
+  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
+    const double t = xr[i] - m;
+    v += t * t;
+  }
+  *mean = m;
+  *inv = 1.0 / sqrt(block_sum(v, red) / static_cast<double>(D) + 1e-5);
+}
+
 // Row-major c (m, n) (+)= a (m, k) · b (k, n), bf16 inputs, float32 accumulation, c of type
 // c_type (CUDA_R_32F or CUDA_R_16BF); beta 0 or 1. cuda_ops.cu.
 Status lt_matmul_bf16(CudaCtx& ctx, const __nv_bfloat16* a, const __nv_bfloat16* b, void* c,

@@ -227,16 +227,9 @@ __global__ void layernorm_kernel(const float* x, const float* g, const float* b,
   const int64_t row = blockIdx.x;
   const float* xr = x + row * D;
   float* yr = y + row * D;
-  double s = 0.0;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
-  const double mean = block_sum(s, red) / static_cast<double>(D);
-  double v = 0.0;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    const double t = xr[i] - mean;
-    v += t * t;
-  }
-  const double var = block_sum(v, red) / static_cast<double>(D);
-  const float inv = static_cast<float>(1.0 / sqrt(var + 1e-5));
+  double mean, inv_std;
+  row_mean_inv_std(xr, D, red, &mean, &inv_std);
+  const float inv = static_cast<float>(inv_std);
   const float mu = static_cast<float>(mean);
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) yr[i] = (xr[i] - mu) * inv * g[i] + b[i];
 }

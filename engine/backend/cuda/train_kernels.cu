@@ -95,16 +95,8 @@ __global__ void layernorm_bwd_rows_kernel(const float* __restrict__ x, const flo
   const int64_t row = blockIdx.x;
   const float* xr = x + row * D;
   const float* dyr = dy + row * D;
-  double s = 0.0;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) s += xr[i];
-  const double mean = block_sum(s, red) / static_cast<double>(D);
-  double v = 0.0;
-  for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-    const double t = xr[i] - mean;
-    v += t * t;
-  }
-  const double var = block_sum(v, red) / static_cast<double>(D);
-  const double inv = 1.0 / sqrt(var + 1e-5);
+  double mean, inv;
+  row_mean_inv_std(xr, D, red, &mean, &inv);
   double s1 = 0.0, s2 = 0.0;
   for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
     const double dxh = static_cast<double>(dyr[i]) * g[i];
