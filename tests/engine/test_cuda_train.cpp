@@ -16,43 +16,15 @@
 #include "attnscope/attention.h"
 #include "attnscope/cuda.h"
 #include "core/rng.h"
+#include "cuda_checks.h"
 #include "train/attn_train.h"
 #include "train/ops_train.h"
 #include "train/tape.h"
 
 using namespace attnscope;
+using namespace cuda_checks;
 
 namespace {
-
-// Tolerances as max |gpu - cpu| / max |cpu| over a tensor: float32 arithmetic in another
-// summation order stays far below 1e-4; bf16 operands (8 mantissa bits, float32
-// accumulation) below 2e-2; TF32 (10 bits) below 5e-3.
-constexpr double kTolF32 = 1e-4;
-constexpr double kTolTF32 = 5e-3;
-constexpr double kTolBF16 = 2e-2;
-
-double tol_of(CudaPrecision p) {
-  return p == CudaPrecision::kF32 ? kTolF32 : p == CudaPrecision::kTF32 ? kTolTF32 : kTolBF16;
-}
-
-const CudaPrecision kAll[] = {CudaPrecision::kF32, CudaPrecision::kTF32, CudaPrecision::kBF16};
-
-std::vector<float> random_vec(uint64_t seed, size_t count, double scale = 1.0) {
-  Rng rng(seed);
-  std::vector<float> x(count);
-  for (float& v : x) v = static_cast<float>(scale * rng.normal());
-  return x;
-}
-
-template <typename A, typename B>
-double rel_err(const A& got, const B& want) {
-  double diff = 0.0, top = 0.0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    diff = std::max(diff, std::abs(static_cast<double>(got[i]) - static_cast<double>(want[i])));
-    top = std::max(top, std::abs(static_cast<double>(want[i])));
-  }
-  return top > 0.0 ? diff / top : diff;
-}
 
 // a[i] + b[i].
 std::vector<float> plus(const std::vector<float>& a, const std::vector<float>& b) {
@@ -60,20 +32,6 @@ std::vector<float> plus(const std::vector<float>& a, const std::vector<float>& b
   for (size_t i = 0; i < a.size(); ++i) c[i] = a[i] + b[i];
   return c;
 }
-
-#define CHECK_OK(expr)                                                        \
-  do {                                                                        \
-    const Status _s = (expr);                                                 \
-    QVERIFY2(_s.is_ok(), (std::string(#expr) + ": " + _s.message()).c_str()); \
-  } while (0)
-
-#define CHECK_CLOSE(got, want, tol, what)                                                         \
-  do {                                                                                            \
-    const double _e = rel_err(got, want);                                                         \
-    QVERIFY2(_e <= (tol), (std::string(what) + ": relative error " + std::to_string(_e) + " > " + \
-                           std::to_string(tol))                                                   \
-                              .c_str());                                                          \
-  } while (0)
 
 // A failed call: non-ok with a message; invalid_argument when the device could have run it.
 #define CHECK_FAILS(expr, device)                                                               \
