@@ -29,7 +29,8 @@ const CommandSpec kTrainSpec = {
     "train --model INIT.safetensors --data DIR|FILE --steps N [--batch B] "
     "[--lr X] [--warmup N] "
     "[--clip X] [--weight-decay X] [--eval-every N] [--checkpoint-every N] "
-    "[--technique stored|recompute|recompute-attention|reversible] [--seed N] [--heldout SHARE] "
+    "[--technique stored|recompute|recompute-attention|reversible] [--seed N] [--window K] "
+    "[--heldout SHARE] "
     "[--resume] "
     "--out OUT.safetensors",
     "Trains a model file (from init, or an earlier training) with AdamW on a "
@@ -61,6 +62,10 @@ const CommandSpec kTrainSpec = {
          "block's attention probabilities at a time), recompute-attention (blocks re-run, "
          "probabilities recomputed per tile) or reversible (Reformer) (default: stored)"},
         {"--ff-chunks", "K", "feed-forward row chunks (default: the technique's)"},
+        {"--window", "K",
+         "dense and sparse: train each sequence on one window of K positions at a random start "
+         "(a multiple of the sparse stride), embedded at its own positions: more, cheaper steps "
+         "(default: 0, whole sequences)"},
         {"--logit-chunks", "K", "output log-prob row chunks (default: the technique's)"},
         {"--seed", "S", "seed of the batch order and the held-out split (default: 0)"},
         {"--heldout", "SHARE", "share of the examples held out for evaluation (default: 0.05)"},
@@ -220,6 +225,9 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   auto seed = args->integer("--seed", 0, 0, INT64_MAX);
   if (!seed) return seed.status();
   opt.seed = static_cast<uint64_t>(*seed);
+  auto window = args->integer("--window", 0, 0, int64_t{1} << 40);
+  if (!window) return window.status();
+  opt.window = *window;
   DataOptions dopt;
   auto heldout = args->number("--heldout", dopt.heldout_share, 0.0, 0.9);
   if (!heldout) return heldout.status();
@@ -265,7 +273,9 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   std::fflush(stdout);
 
   const int64_t first_step = (*trainer)->step_count();
-  const int64_t tokens_per_step = (*trainer)->options().batch * cfg.seq_len();
+  const int64_t window = (*trainer)->options().window;
+  const int64_t tokens_per_step =
+      (*trainer)->options().batch * (window > 0 ? std::min(window, cfg.seq_len()) : cfg.seq_len());
   const int64_t interval = std::clamp<int64_t>(opt.steps / 20, 1, 100);
   bool bar_open = false;
   auto close_bar = [&] {

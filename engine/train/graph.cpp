@@ -478,6 +478,17 @@ WeightMap params_to_weights(const ModelConfig& in, const ParamSet<float>& p) {
   return w;
 }
 
+int64_t graph_window_align(const ModelConfig& cfg) {
+  switch (cfg.family) {
+    case Family::kDense:
+      return 1;
+    case Family::kSparse:
+      return std::max(1, cfg.sparse.stride);
+    default:
+      return 0;
+  }
+}
+
 template <typename T>
 Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& in, const ParamSet<T>& p,
                                       const uint8_t* x, int64_t n, const GraphOptions& opt) {
@@ -489,6 +500,18 @@ Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& in, cons
   if (!x || n < 1 || n > cfg.seq_len())
     return invalid_argument("training sequence of " + std::to_string(n) +
                             " tokens; the model takes 1.." + std::to_string(cfg.seq_len()));
+  if (opt.pos0 != 0) {
+    const int64_t align = graph_window_align(cfg);
+    if (align == 0)
+      return invalid_argument(
+          std::string("a window that starts inside the sequence needs a dense or sparse model; ") +
+          family_name(cfg.family) + " attention depends on absolute positions");
+    if (opt.pos0 < 0 || opt.pos0 % align != 0 || opt.pos0 + n > cfg.seq_len())
+      return invalid_argument("a window of " + std::to_string(n) + " positions at " +
+                              std::to_string(opt.pos0) + " must start at a multiple of " +
+                              std::to_string(align) + " and end by " +
+                              std::to_string(cfg.seq_len()));
+  }
   if (opt.ff_chunks < 1 || opt.logit_chunks < 1)
     return invalid_argument("ff_chunks and logit_chunks must be at least 1");
   if (opt.reversible && !(cfg.family == Family::kReformer && cfg.lsh.reversible))
@@ -505,7 +528,7 @@ Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& in, cons
   c.p = std::make_shared<const ParamSet<T>>(p);
 
   GraphHidden<T> out;
-  Var<T> emb = embed(tape, p, cfg, x, 0, n);  // (n, D)
+  Var<T> emb = embed(tape, p, cfg, x, opt.pos0, n);  // (n, D)
   switch (cfg.family) {
     case Family::kDense:
     case Family::kSparse:
@@ -535,7 +558,7 @@ Expected<Var<T>> graph_loss(Tape<T>& tape, const ModelConfig& cfg, const ParamSe
   auto gh = graph_hidden(tape, cfg, p, x, n, opt);
   if (!gh) return gh.status();
   if (rows_out) *rows_out = n - gh->first_row;
-  return head_loss(tape, p, gh->hidden, x + gh->first_row, opt.logit_chunks);
+  return head_loss(tape, p, gh->hidden, x + opt.pos0 + gh->first_row, opt.logit_chunks);
 }
 
 template ParamSet<float> params_from_weights<float>(const ModelConfig&, const WeightMap&);

@@ -28,7 +28,19 @@ struct GraphOptions {
   // the cross-attention, drawn from seed (0 = none; the config's cross_dropout by default).
   double cross_dropout = -1;  // < 0: take cfg.perceiver.cross_dropout
   uint64_t dropout_seed = 0;
+  // The sequence position of the graph's first row: the graph embeds positions pos0 ..
+  // pos0 + n - 1 of the sequence x points to (input x[p - 1] at position p) and predicts
+  // x[pos0 .. pos0 + n - 1], as if the sequence began at pos0 with x[pos0 - 1] for its BOS.
+  // Dense and sparse only (their masks depend on i - j alone); sparse needs pos0 to be a
+  // multiple of the pattern's period (graph_window_align), so the window has the pattern
+  // those positions have in the whole sequence.
+  int64_t pos0 = 0;
 };
+
+// The alignment a window start (GraphOptions::pos0) needs under cfg (resolved): the sparse
+// stride / block length, 1 for dense; 0 where windows are refused (the other families, whose
+// attention depends on absolute positions: LSH chunks, latents, shortening groups).
+int64_t graph_window_align(const ModelConfig& cfg);
 
 // Trainable parameters from model weights (every spec'd tensor; vectors become (1, n)).
 template <typename T>
@@ -36,8 +48,8 @@ ParamSet<T> params_from_weights(const ModelConfig& cfg, const WeightMap& w);
 // Back to float tensors in the model file's shapes.
 WeightMap params_to_weights(const ModelConfig& cfg, const ParamSet<float>& p);
 
-// The final hidden rows (before the final layer norm) of x[0..n) and the first position they
-// predict: rows r predicts x[first_row + r]. first_row is 0 except for Perceiver AR
+// The final hidden rows (before the final layer norm) of x[pos0..pos0+n) and the first position
+// they predict: row r predicts x[pos0 + first_row + r]. first_row is 0 except for Perceiver AR
 // (max(0, n - M)).
 template <typename T>
 struct GraphHidden {
@@ -48,7 +60,7 @@ template <typename T>
 Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& cfg, const ParamSet<T>& p,
                                       const uint8_t* x, int64_t n, const GraphOptions& opt);
 
-// Mean cross-entropy (nats per predicted position) of x[0..n): (1, 1). rows_out (may be
+// Mean cross-entropy (nats per predicted position) of x[pos0..pos0+n): (1, 1). rows_out (may be
 // null) gets the number of positions the loss averages over.
 template <typename T>
 Expected<Var<T>> graph_loss(Tape<T>& tape, const ModelConfig& cfg, const ParamSet<T>& p,

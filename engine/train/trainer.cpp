@@ -54,7 +54,8 @@ json options_to_json(const TrainOptions& o) {
           {"beta2", o.beta2},
           {"eps", o.eps},
           {"clip", o.clip},
-          {"seed", o.seed}};
+          {"seed", o.seed},
+          {"window", o.window}};
 }
 
 // The settings that decide the trajectory, taken from a checkpoint.
@@ -69,6 +70,7 @@ void options_restore(const json& j, TrainOptions* o) {
   o->eps = j.at("eps").get<double>();
   o->clip = j.at("clip").get<double>();
   o->seed = j.at("seed").get<uint64_t>();
+  o->window = j.value("window", int64_t{0});  // absent in checkpoints written before windows
 }
 
 Status options_check(const TrainOptions& o) {
@@ -88,6 +90,7 @@ Status options_check(const TrainOptions& o) {
     return invalid_argument("eval_every, eval_examples and checkpoint_every must be >= 0");
   if (o.ff_chunks < 1 || o.logit_chunks < 1)
     return invalid_argument("ff_chunks and logit_chunks must be >= 1");
+  if (o.window < 0) return invalid_argument("window must be >= 0 (0 = whole sequences)");
   return Status::ok();
 }
 
@@ -225,6 +228,17 @@ Expected<std::unique_ptr<Trainer>> Trainer::create(const ModelConfig& given, con
     return invalid_argument(
         "the reversible technique needs a Reformer model with lsh.reversible; this model is " +
         std::string(family_name(cfg.family)));
+  if (opt.window > 0) {
+    const int64_t align = train::graph_window_align(cfg);
+    if (align == 0)
+      return invalid_argument(std::string("training on windows needs a dense or sparse model; ") +
+                              family_name(cfg.family) +
+                              " attention depends on absolute positions (train whole sequences)");
+    if (opt.window > cfg.seq_len())
+      return invalid_argument("the window of " + std::to_string(opt.window) +
+                              " positions is longer than the model's " +
+                              std::to_string(cfg.seq_len()));
+  }
   std::unique_ptr<Trainer> t(new Trainer());
   TrainState& s = *t->st_;
   s.cfg = cfg;
@@ -286,6 +300,16 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
     // M, its end drawn uniformly among M, 2M, .., N (the prefix before it is context), so
     // every position is trained equally often, as the last latents of some window.
     int64_t n = static_cast<int64_t>(batch[i]->size());
+    g.pos0 = 0;
+    if (s.opt.window > 0 && s.opt.window < n) {
+      // One window of the sequence, starting at a multiple of the pattern's period.
+      const int64_t align = train::graph_window_align(s.cfg);
+      const auto starts = static_cast<uint64_t>((n - s.opt.window) / align + 1);
+      const uint64_t r =
+          derive_seed(s.opt.seed ^ 0x57494e444f57ull, static_cast<uint64_t>(s.step) + 1, i);
+      g.pos0 = align * static_cast<int64_t>(r % starts);
+      n = s.opt.window;
+    }
     if (s.cfg.family == Family::kPerceiverAR) {
       const int64_t m = s.cfg.perceiver.latents;
       if (n > m) {
@@ -425,7 +449,8 @@ Status Trainer::run(const Dataset& data, const std::string& checkpoint_path,
     p.lr = s.last_lr;
     p.grad_norm = s.last_grad_norm;
     const double secs = std::chrono::duration<double>(t1 - t0).count();
-    p.tokens_per_s = secs > 0 ? static_cast<double>(s.opt.batch * n) / secs : 0;
+    const int64_t trained = s.opt.window > 0 ? std::min(s.opt.window, n) : n;
+    p.tokens_per_s = secs > 0 ? static_cast<double>(s.opt.batch * trained) / secs : 0;
     const bool last = s.step == s.opt.steps;
     if (!held.empty() && (last || (s.opt.eval_every > 0 && s.step % s.opt.eval_every == 0))) {
       auto bits = evaluate(held, cancel);

@@ -340,6 +340,106 @@ class TestTrainFamilies : public QObject {
     }
   }
 
+  // A window (GraphOptions::pos0) is the model run as if the sequence began at pos0 with
+  // x[pos0 - 1] for its BOS: its loss and gradients equal those of the window's tokens from
+  // position 0 under weights whose row embeddings are moved up by pos0 / pos_width rows and
+  // whose BOS is the embedding of x[pos0 - 1]. Dense and both sparse patterns (their masks
+  // depend on i - j alone once pos0 is a multiple of the stride).
+  void window_equals_shifted_sequence() {
+    for (const Case& c : std::vector<Case>{
+             {"dense text", tiny(Family::kDense)},
+             {"sparse strided interleaved",
+              sparse_cfg(SparsePattern::kStrided, SparseCombine::kInterleaved)},
+             {"sparse fixed merged", sparse_cfg(SparsePattern::kFixed, SparseCombine::kMerged)}}) {
+      ModelConfig cfg = c.cfg;
+      QVERIFY(config_resolve(cfg).is_ok());
+      // Dense: 3 rows of 7 in; sparse (stride 16): one stride in, spanning two more.
+      const int64_t W = cfg.pos_width, pos0 = cfg.family == Family::kDense ? 3 * W : W;
+      const int64_t m = cfg.family == Family::kDense ? 24 : 32;
+      QVERIFY(pos0 + m <= cfg.seq_len());
+      QVERIFY(pos0 % graph_window_align(cfg) == 0);
+      const auto x = random_tokens(11, cfg.seq_len());
+      const WeightMap w = test_weights(cfg);
+      GraphOptions win;
+      win.pos0 = pos0;
+      const Grads a = float_grads(cfg, w, x, m, win);
+
+      WeightMap shifted = test_weights(cfg);
+      const int64_t D = cfg.dim, rows = pos0 / W;
+      const Tensor& row = w.at("embed.pos_row");
+      Tensor& srow = shifted.at("embed.pos_row");
+      for (int64_t r = 0; r + rows < row.shape()[0]; ++r)
+        std::copy_n(row.data() + (r + rows) * D, D, srow.data() + r * D);
+      std::copy_n(w.at("embed.token").data() + x[static_cast<size_t>(pos0 - 1)] * D, D,
+                  shifted.at("embed.bos").data());
+      const std::vector<uint8_t> y(x.begin() + pos0, x.end());
+      const Grads b = float_grads(cfg, shifted, y, m, GraphOptions{});
+
+      QCOMPARE(a.rows, m);
+      QVERIFY2(
+          std::abs(a.loss - b.loss) <= 1e-6 * std::abs(b.loss),
+          qPrintable(
+              QString("%1: window %2, shifted %3").arg(c.name.c_str()).arg(a.loss).arg(b.loss)));
+      // The window's row-embedding gradient sits rows further up; the rows below the window
+      // get none. Every other tensor's gradient is the shifted run's, BOS aside (the window
+      // puts it on the token x[pos0 - 1]).
+      const auto& ga = a.g.at("embed.pos_row");
+      const auto& gb = b.g.at("embed.pos_row");
+      double scale = 0, diff = 0;
+      for (int64_t e = 0; e < rows * D; ++e) diff = std::max(diff, std::abs(ga[e]));
+      for (int64_t e = rows * D; e < static_cast<int64_t>(ga.size()); ++e) {
+        scale = std::max(scale, std::abs(gb[static_cast<size_t>(e - rows * D)]));
+        diff = std::max(diff, std::abs(ga[e] - gb[static_cast<size_t>(e - rows * D)]));
+      }
+      QVERIFY2(scale > 0 && diff <= 1e-5 * scale, c.name.c_str());
+      for (const auto& [name, g] : b.g) {
+        if (name == "embed.pos_row" || name == "embed.bos" || name == "embed.token") continue;
+        double sc = 0, df = 0;
+        for (size_t e = 0; e < g.size(); ++e) {
+          sc = std::max(sc, std::abs(g[e]));
+          df = std::max(df, std::abs(a.g.at(name)[e] - g[e]));
+        }
+        QVERIFY2(
+            df <= 1e-5 * std::max(sc, 1e-12),
+            qPrintable(
+                QString("%1: %2 differs by %3").arg(c.name.c_str()).arg(name.c_str()).arg(df)));
+      }
+    }
+  }
+
+  // Windows are refused where attention depends on absolute positions, off the pattern's
+  // period, and past the model's end.
+  void window_refusals() {
+    const auto x = random_tokens(3, 48);
+    for (const ModelConfig& cfg :
+         {reformer_cfg(true), perceiver_cfg(),
+          hourglass_cfg("1@1,1@2,1@1", HourglassPool::kAverage, HourglassUpsample::kRepeat)}) {
+      ModelConfig r = cfg;
+      QVERIFY(config_resolve(r).is_ok());
+      QCOMPARE(graph_window_align(r), int64_t{0});
+      const ParamSet<float> p = params_from_weights<float>(cfg, test_weights(cfg));
+      Tape<float> tape;
+      GraphOptions win;
+      win.pos0 = 16;
+      auto loss = graph_loss(tape, cfg, p, x.data(), 16, win);
+      QVERIFY(!loss.has_value());
+      QVERIFY2(loss.status().message().find("dense or sparse") != std::string::npos,
+               loss.status().message().c_str());
+    }
+    const ModelConfig cfg = sparse_cfg(SparsePattern::kStrided, SparseCombine::kInterleaved);
+    const ParamSet<float> p = params_from_weights<float>(cfg, test_weights(cfg));
+    Tape<float> tape;
+    GraphOptions win;
+    win.pos0 = 8;  // the stride is 16
+    auto off = graph_loss(tape, cfg, p, x.data(), 16, win);
+    QVERIFY(!off.has_value());
+    QVERIFY2(off.status().message().find("multiple of 16") != std::string::npos,
+             off.status().message().c_str());
+    win.pos0 = 32;
+    QVERIFY(graph_loss(tape, cfg, p, x.data(), 16, win).has_value());
+    QVERIFY(!graph_loss(tape, cfg, p, x.data(), 17, win).has_value());  // ends past 48
+  }
+
   // The reversible backward exists only for a reversible Reformer; bad lengths
   // are refused.
   void refusals() {

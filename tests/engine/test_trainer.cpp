@@ -316,6 +316,71 @@ class TestTrainer : public QObject {
     QCOMPARE((*fourth)->step_count(), int64_t{0});  // a refused resume changes nothing
   }
 
+  // Training on windows: each step's windows are drawn from the seed and step, so a run
+  // stopped and resumed (the window restored from the checkpoint, whatever is given) equals a
+  // straight run; windows of 16 teach a 64-byte model the sentence at every position (the
+  // held-out figure scores whole sequences); families whose attention depends on absolute
+  // positions, and windows longer than the model, are refused.
+  void windowsResumeAndLearn() {
+    QTemporaryDir dir;
+    const ModelConfig c = tiny_text(64, 32, 2, 2);
+    InitOptions io;
+    io.seed = 1;
+    const WeightMap w = model_init_weights(c, io);
+    const Dataset data = repeated_text(64, 40, 4);
+    TrainOptions opt;
+    opt.steps = 300;
+    opt.batch = 4;
+    opt.lr = 3e-3;
+    opt.warmup = 20;
+    opt.eval_every = 0;
+    opt.checkpoint_every = 0;
+    opt.window = 16;
+    opt.seed = 5;
+
+    auto straight = Trainer::create(c, w, opt);
+    QVERIFY(straight.has_value());
+    std::vector<TrainProgress> seen;
+    QVERIFY((*straight)
+                ->run(
+                    data, "", [&](const TrainProgress& p) { seen.push_back(p); }, nullptr)
+                .is_ok());
+    QCOMPARE(seen.size(), size_t{300});
+    QVERIFY2(seen.back().heldout_bits < 2.5, qPrintable(QString::number(seen.back().heldout_bits)));
+
+    const std::string path = dir.filePath("win.safetensors").toStdString();
+    std::atomic<bool> cancel{false};
+    auto first = Trainer::create(c, w, opt);
+    QVERIFY(first.has_value());
+    Status st = (*first)->run(
+        data, path, [&](const TrainProgress& p) { cancel.store(p.step == 7); }, &cancel);
+    QCOMPARE(st.code(), StatusCode::kCancelled);
+    TrainOptions other = opt;
+    other.window = 0;
+    auto second = Trainer::create(c, w, other);
+    QVERIFY(second.has_value());
+    QVERIFY((*second)->resume(path).is_ok());
+    QCOMPARE((*second)->options().window, int64_t{16});
+    QVERIFY((*second)->run(data, path, {}, nullptr).is_ok());
+    const double diff = max_abs_diff((*second)->weights(), (*straight)->weights());
+    QVERIFY2(diff <= 1e-6, qPrintable(QString("resumed vs straight: %1").arg(diff)));
+
+    TrainOptions too_long = opt;
+    too_long.window = 65;
+    auto refused = Trainer::create(c, w, too_long);
+    QVERIFY(!refused.has_value());
+    QVERIFY2(refused.status().message().find("longer than the model") != std::string::npos,
+             refused.status().message().c_str());
+    ModelConfig hg = c;
+    hg.family = Family::kHourglass;
+    hg.hourglass.hierarchy = "1@1,1@2,1@1";
+    QVERIFY(config_resolve(hg).is_ok());
+    auto hourglass = Trainer::create(hg, model_init_weights(hg, io), opt);
+    QVERIFY(!hourglass.has_value());
+    QVERIFY2(hourglass.status().message().find("dense or sparse") != std::string::npos,
+             hourglass.status().message().c_str());
+  }
+
   // evaluate() is the bits/dim the saved model file gives.
   void evaluateEqualsModelFile() {
     QTemporaryDir dir;

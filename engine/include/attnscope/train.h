@@ -69,6 +69,11 @@ struct TrainOptions {
   int64_t checkpoint_every = 500;  // steps between checkpoints (0 = only at the end)
   uint64_t seed = 0;               // batch order
   int threads = 0;                 // 0 = all cores
+  // > 0: each step trains every sequence on one window of this many positions, its start
+  // drawn from the seed among the multiples of the model's pattern period, embedded at its
+  // own positions (the sequence as if it began there). More steps for the same tokens; every
+  // position of the model is still trained. Dense and sparse models only. 0 = whole sequences.
+  int64_t window = 0;
   // Memory techniques.
   bool store_attention = true;  // false: recompute attention probabilities in the backward
   bool recompute_blocks = false;
