@@ -5,7 +5,8 @@ Speech alternates voiced stretches (a periodic waveform: the pitch and its harmo
 stripes of a spectrogram) with silence and noise-like consonants; broadband noise has no
 periodicity at all. A 40 ms frame counts as voiced when it is not silent (RMS above 1/100
 of full scale) and its normalised autocorrelation has a peak above 0.5 at a lag in the
-pitch range 70-400 Hz. Prints, per file, the voiced share of all frames and of the non-silent
+pitch range 70-400 Hz (the engine's audio_voicing, which the tests use, is the same measure).
+Prints, per file, the voiced share of all frames and of the non-silent
 frames, and the mean pitch of the voiced ones.
 
 usage: voicing.py [--skip SECONDS] FILE.wav...   (--skip: ignore the first seconds, the prompt)
@@ -35,15 +36,18 @@ def frame_pitch(x, rate):
     rms = math.sqrt(energy / n)
     if energy <= 0:
         return rms, 0.0, 0.0
-    best, best_lag = 0.0, 0
-    for lag in range(max(2, rate // 400), min(n // 2, rate // 70) + 1):
+    lags = range(max(2, rate // 400), min(n // 2, rate // 70) + 1)
+    r = {}
+    for lag in lags:
         a, b = x[:-lag], x[lag:]
         num = sum(p * q for p, q in zip(a, b))
         den = math.sqrt(sum(p * p for p in a) * sum(q * q for q in b))
-        r = num / den if den > 0 else 0.0
-        if r > best:
-            best, best_lag = r, lag
-    return rms, best, (rate / best_lag if best_lag else 0.0)
+        r[lag] = num / den if den > 0 else 0.0
+    best = max(r.values(), default=0.0)
+    # The period: the shortest lag that peaks within 10 % of the best (no octave errors).
+    period = next((lag for lag in lags if r[lag] >= 0.9 * best and
+                   r[lag] >= r.get(lag - 1, 0.0) and r[lag] >= r.get(lag + 1, 0.0)), 0)
+    return rms, best, (rate / period if period and best > 0 else 0.0)
 
 
 def main(argv):

@@ -254,4 +254,55 @@ std::vector<float> audio_resample_linear(const std::vector<float>& in, int from_
   return out;
 }
 
+Voicing audio_voicing(const AudioClip& clip, double skip_seconds) {
+  Voicing v;
+  if (clip.rate <= 0) return v;
+  const auto skip = static_cast<size_t>(std::max(0.0, skip_seconds) * clip.rate);
+  const auto size = static_cast<size_t>(0.04 * clip.rate);
+  const size_t lag0 = std::max<size_t>(2, static_cast<size_t>(clip.rate / 400));
+  const size_t lag1 = std::min<size_t>(size / 2, static_cast<size_t>(clip.rate / 70));
+  if (size < 4 || skip >= clip.samples.size()) return v;
+  std::vector<double> x(size), r(lag1 + 2, 0.0);  // r[lag]: correlation at lag (0 outside)
+  double pitch_sum = 0;
+  for (size_t start = skip; start + size <= clip.samples.size(); start += size) {
+    ++v.frames;
+    double mean = 0;
+    for (size_t i = 0; i < size; ++i) mean += clip.samples[start + i];
+    mean /= static_cast<double>(size);
+    double energy = 0;
+    for (size_t i = 0; i < size; ++i) {
+      x[i] = clip.samples[start + i] - mean;
+      energy += x[i] * x[i];
+    }
+    if (std::sqrt(energy / static_cast<double>(size)) < 0.01) continue;
+    ++v.sounding;
+    // x (size): r(lag) = sum x[i] x[i + lag] / sqrt(sum_head x^2 * sum_tail x^2).
+    double best = 0;
+    for (size_t lag = lag0; lag <= lag1; ++lag) {
+      double num = 0, head = 0, tail = 0;
+      for (size_t i = 0; i + lag < size; ++i) {
+        num += x[i] * x[i + lag];
+        head += x[i] * x[i];
+        tail += x[i + lag] * x[i + lag];
+      }
+      r[lag] = head > 0 && tail > 0 ? num / std::sqrt(head * tail) : 0.0;
+      best = std::max(best, r[lag]);
+    }
+    if (best > 0.5) {
+      // The pitch period: the shortest lag that is a local peak within 10 % of the best (a
+      // periodic frame peaks at every multiple of its period, often a little higher at one).
+      size_t period = lag0;
+      for (size_t lag = lag0; lag <= lag1; ++lag)
+        if (r[lag] >= 0.9 * best && r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1]) {
+          period = lag;
+          break;
+        }
+      ++v.voiced;
+      pitch_sum += static_cast<double>(clip.rate) / static_cast<double>(period);
+    }
+  }
+  v.pitch_hz = v.voiced > 0 ? pitch_sum / static_cast<double>(v.voiced) : 0.0;
+  return v;
+}
+
 }  // namespace attnscope

@@ -100,6 +100,38 @@ class TestAudio : public QObject {
     QVERIFY(worst_ratio > 0.5);  // the bound is tight, not vacuous
   }
 
+  // The voicing measure: a 150 Hz tone is voiced in every frame at its pitch, noise in none
+  // (though it sounds), silence does not sound; a clip half tone, half noise is half voiced;
+  // skip drops the first seconds.
+  void voicingOfToneNoiseAndSilence() {
+    const int rate = 8000;
+    AudioClip tone{rate, {}}, noise{rate, {}}, silence{rate, std::vector<float>(rate, 0.0f)};
+    uint64_t s = 12345;
+    for (int i = 0; i < rate; ++i) {
+      tone.samples.push_back(0.3f * static_cast<float>(std::sin(2 * M_PI * 150.0 * i / rate)));
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      noise.samples.push_back(0.6f * (static_cast<float>(s >> 40) / 16777216.0f - 0.5f));
+    }
+    const Voicing vt = audio_voicing(tone);
+    QCOMPARE(vt.frames, int64_t{25});
+    QCOMPARE(vt.voiced, int64_t{25});
+    QVERIFY2(std::abs(vt.pitch_hz - 150.0) < 3.0, qPrintable(QString::number(vt.pitch_hz)));
+    const Voicing vn = audio_voicing(noise);
+    QCOMPARE(vn.sounding, int64_t{25});
+    QCOMPARE(vn.voiced, int64_t{0});
+    QCOMPARE(vn.share(), 0.0);
+    const Voicing vs = audio_voicing(silence);
+    QCOMPARE(vs.frames, int64_t{25});
+    QCOMPARE(vs.sounding, int64_t{0});
+    AudioClip half = tone;
+    half.samples.insert(half.samples.end(), noise.samples.begin(), noise.samples.end());
+    QCOMPARE(audio_voicing(half).share(), 0.5);
+    const Voicing skipped = audio_voicing(half, 1.0);
+    QCOMPARE(skipped.frames, int64_t{25});
+    QCOMPARE(skipped.voiced, int64_t{0});
+    QCOMPARE(audio_voicing(half, 5.0).frames, int64_t{0});
+  }
+
   void wavWriteReadRoundTrip() {
     QTemporaryDir dir;
     QVERIFY(dir.isValid());
