@@ -273,9 +273,10 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   std::fflush(stdout);
 
   const int64_t first_step = (*trainer)->step_count();
-  const int64_t window = (*trainer)->options().window;
+  const int64_t step_window = (*trainer)->options().window;  // restored by --resume
   const int64_t tokens_per_step =
-      (*trainer)->options().batch * (window > 0 ? std::min(window, cfg.seq_len()) : cfg.seq_len());
+      (*trainer)->options().batch *
+      (step_window > 0 ? std::min(step_window, cfg.seq_len()) : cfg.seq_len());
   const int64_t interval = std::clamp<int64_t>(opt.steps / 20, 1, 100);
   bool bar_open = false;
   auto close_bar = [&] {
