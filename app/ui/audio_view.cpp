@@ -108,6 +108,9 @@ AudioView::AudioView(session::Session* session, QWidget* parent)
   note_ = new QLabel(this);
   note_->setObjectName(QStringLiteral("audio-play-note"));
   info_ = new QLabel(this);
+  info_->setToolTip(
+      tr("Voiced: the share of 40 ms frames that sound and repeat at a pitch of 70-400 Hz "
+         "(normalised autocorrelation above 0.5). Recorded speech is about 70-80 %, noise 0 %."));
   bar->addWidget(play_);
   bar->addWidget(note_);
   bar->addStretch(1);
@@ -177,17 +180,28 @@ void AudioView::rebuild(const session::Snapshot& s) {
   length_ = run->length();
   rate_ = run->modality().rate;
   prompt_ = run->prompt_length();
-  info_->setText(tr("%1 Hz · prompt %2 s · generated %3 s of %4 s")
-                     .arg(rate_)
-                     .arg(static_cast<double>(prompt_) / rate_, 0, 'f', 2)
-                     .arg(static_cast<double>(known - prompt_) / rate_, 0, 'f', 2)
-                     .arg(static_cast<double>(length_ - prompt_) / rate_, 0, 'f', 2));
   if (run == built_run_ && known == built_known_) return;
   built_run_ = run;
   built_known_ = known;
   samples_.resize(static_cast<size_t>(known));
   for (int64_t i = 0; i < known; ++i)
     samples_[static_cast<size_t>(i)] = attnscope::audio_mulaw_decode(run->token(i));
+
+  // The voiced share of the prompt and of what was generated: whether it sounds like speech.
+  const auto cut = static_cast<ptrdiff_t>(std::min(prompt_, known));
+  auto voiced = [this](auto begin, auto end) {
+    const attnscope::Voicing v = attnscope::audio_voicing({rate_, std::vector<float>(begin, end)});
+    return v.frames == 0 ? QStringLiteral("-")
+                         : QStringLiteral("%1 %").arg(std::lround(100 * v.share()));
+  };
+  info_->setText(tr("%1 Hz · prompt %2 s · generated %3 s of %4 s · voiced: prompt %5, "
+                    "generated %6")
+                     .arg(rate_)
+                     .arg(static_cast<double>(prompt_) / rate_, 0, 'f', 2)
+                     .arg(static_cast<double>(known - prompt_) / rate_, 0, 'f', 2)
+                     .arg(static_cast<double>(length_ - prompt_) / rate_, 0, 'f', 2)
+                     .arg(voiced(samples_.begin(), samples_.begin() + cut))
+                     .arg(voiced(samples_.begin() + cut, samples_.end())));
 
   // About 256 frames over the model's length, whatever it is.
   const int hop = static_cast<int>(std::clamp<int64_t>(length_ / 256, 16, kStftSize / 2));

@@ -36,6 +36,8 @@ class AudioView : public QWidget {
   QPushButton* play_button() const { return play_; }
   // Why Play is off ("" when it is on); also the button's tooltip.
   QLabel* play_note() const { return note_; }
+  // Rate, prompt and generated seconds, and the voiced share of each (attnscope::Voicing).
+  QLabel* info_label() const { return info_; }
   QWidget* plot() const { return plot_; }
   // The decoded samples on show: the prompt, then what is generated so far.
   const std::vector<float>& samples() const { return samples_; }

@@ -752,6 +752,9 @@ class TestGui : public QObject {
       for (int y = 0; y < view->spectrogram().height(); ++y)
         colours.insert(view->spectrogram().pixel(x, y));
     QVERIFY2(colours.size() > 20, qPrintable(QString::number(colours.size())));
+    // The info line: the sine prompt is voiced in both of its 40 ms frames.
+    QVERIFY2(view->info_label()->text().contains(QStringLiteral("voiced: prompt 100 %")),
+             qPrintable(view->info_label()->text()));
     const QImage plot = view->plot()->grab().toImage();
     const QRect wave = view->waveform_rect();
     int prompt_px = 0, generated_px = 0;
