@@ -44,6 +44,10 @@ const CommandSpec kInitSpec = {
         {"--pos-width", "W", "audio/text position matrix width (default: stride or ceil(sqrt N))"},
         {"--dtype", "T", "stored precision: f32, f16 or bf16 (default: f32)"},
         {"--logits", "INIT", "logit layer init: zero (paper) or random N(0, 0.3) (default: zero)"},
+        {"--token-init", "INIT",
+         "token embeddings and logit layer: normal (N(0, 0.02) and --logits) or ordinal (both "
+         "start as the same smooth bump over the byte's value, for audio and images, whose bytes "
+         "are ordered: the untrained model predicts values near its input) (default: normal)"},
         {"--pattern", "P", "sparse: strided or fixed (default: strided)"},
         {"--stride", "L",
          "sparse: stride / block length l (default: strided ceil(sqrt N) "
@@ -352,9 +356,14 @@ Status cmd_init(const Argv& argv, const Context&) {
   if (!dtype) return dtype.status();
   auto logits = choose(*args, "--logits", {"zero", "random"}, 0);
   if (!logits) return logits.status();
+  auto tokens = choose(*args, "--token-init", {"normal", "ordinal"}, 0);
+  if (!tokens) return tokens.status();
+  if (*tokens == 1 && args->has("--logits"))
+    return invalid_argument("--token-init ordinal sets the logit layer too; drop --logits");
   InitOptions opt;
   opt.seed = cfg->seed;
   opt.zero_logits = *logits == 0;
+  opt.ordinal_tokens = *tokens == 1;
   const WeightMap weights = model_init_weights(*cfg, opt);
   const DType types[] = {DType::kF32, DType::kF16, DType::kBF16};
   Status st = safetensors_save(*out, *cfg, weights, types[*dtype]);

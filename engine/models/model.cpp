@@ -71,7 +71,39 @@ WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt) {
     }
     w.emplace(s.name, std::move(t));
   }
+  if (opt.ordinal_tokens) {
+    // embed.token (256, D): row c = kTokenScale * phi(c); head.weight (D, 256): column c =
+    // kLogitScale * phi(c). LN(embedding) has length sqrt(D), so the untrained logits peak at
+    // the input's value by about kLogitScale * sqrt(D) (3.4 nats at D = 128).
+    constexpr float kTokenScale = 1.0f, kLogitScale = 0.3f;
+    float* token = w.at("embed.token").data();
+    float* head = w.at("head.weight").data();
+    const int64_t D = cfg.dim;
+    for (int c = 0; c < 256; ++c) {
+      const std::vector<float> phi = model_ordinal_feature(c, D);
+      for (int64_t k = 0; k < D; ++k) {
+        token[c * D + k] = kTokenScale * phi[static_cast<size_t>(k)];
+        head[k * 256 + c] = kLogitScale * phi[static_cast<size_t>(k)];
+      }
+    }
+  }
   return w;
+}
+
+std::vector<float> model_ordinal_feature(int c, int64_t dim) {
+  std::vector<float> phi(static_cast<size_t>(std::max<int64_t>(dim, 0)), 0.0f);
+  if (dim <= 0) return phi;
+  const double spacing = dim > 1 ? 255.0 / static_cast<double>(dim - 1) : 255.0;
+  const double sigma = 1.5 * spacing;
+  double norm = 0;
+  for (int64_t k = 0; k < dim; ++k) {
+    const double z = (c - spacing * static_cast<double>(k)) / sigma;
+    phi[static_cast<size_t>(k)] = static_cast<float>(std::exp(-0.5 * z * z));
+    norm += static_cast<double>(phi[static_cast<size_t>(k)]) * phi[static_cast<size_t>(k)];
+  }
+  const auto inv = static_cast<float>(1.0 / std::sqrt(norm));
+  for (float& v : phi) v *= inv;
+  return phi;
 }
 
 Status model_check_weights(const ModelConfig& cfg, const WeightMap& w) {

@@ -147,6 +147,35 @@ class TestCli : public QObject {
     if (family == "dense") QVERIFY(r.out.contains("layer 1: dense causal, density 1.0000"));
   }
 
+  // --token-init ordinal writes the engine's ordinal init (the file equals
+  // model_init_weights with ordinal_tokens); it sets the logit layer, so --logits with it and
+  // an unknown init are refused, writing nothing.
+  void initOrdinalTokens() {
+    const QString file = init_image("ordinal.safetensors", "dense", {"--token-init", "ordinal"});
+    QVERIFY(!file.isEmpty());
+    auto loaded = safetensors_load(file.toStdString());
+    QVERIFY2(loaded.has_value(), loaded.status().message().c_str());
+    InitOptions io;
+    io.seed = 1;
+    io.ordinal_tokens = true;
+    const WeightMap want = model_init_weights(loaded->cfg, io);
+    for (const char* name : {"embed.token", "head.weight", "blocks.0.attn.wq"}) {
+      const Tensor& a = loaded->weights.at(name);
+      const Tensor& b = want.at(name);
+      QVERIFY(a.numel() == b.numel() && std::equal(a.data(), a.data() + a.numel(), b.data()));
+    }
+    expect_usage_error(cli({"init", "--family", "dense", "--modality", "image:8x8x3", "--layers",
+                            "2", "--dim", "32", "--heads", "4", "--seed", "1", "--token-init",
+                            "ordinal", "--logits", "random", "--out", path("no1.safetensors")}),
+                       "--logits");
+    expect_usage_error(cli({"init", "--family", "dense", "--modality", "image:8x8x3", "--layers",
+                            "2", "--dim", "32", "--heads", "4", "--seed", "1", "--token-init",
+                            "sorted", "--out", path("no2.safetensors")}),
+                       "--token-init");
+    QVERIFY(!QFileInfo::exists(path("no1.safetensors")));
+    QVERIFY(!QFileInfo::exists(path("no2.safetensors")));
+  }
+
   void infoParameterCountMatchesIndependentConfig() {
     ModelConfig c;
     c.family = Family::kDense;
@@ -431,8 +460,8 @@ class TestCli : public QObject {
     QVERIFY2(ref.code == 0, ref.err.constData());
     QVERIFY2(ref.err.contains("backend: cpu ("), ref.err.constData());
 
-    Run bad = cli(
-        {"generate", "--model", model, "--device", "gpu", "--seed", "1", "--out", path("refused.png")});
+    Run bad = cli({"generate", "--model", model, "--device", "gpu", "--seed", "1", "--out",
+                   path("refused.png")});
     QCOMPARE(bad.code, 2);
     QVERIFY(bad.err.contains("--device must be cpu or cuda"));
     QVERIFY(!QFileInfo::exists(path("refused.png")));

@@ -2,6 +2,7 @@
 // the full forward, causality, sparse decode reads only its pattern, sampling, bits/dim,
 // config round trip and refusals, memory accounting.
 #include <QtTest>
+#include <algorithm>
 #include <cmath>
 
 #include "attnscope/generate.h"
@@ -101,6 +102,62 @@ class TestModels : public QObject {
   }
 
  private slots:
+  // The ordinal init (InitOptions::ordinal_tokens): neighbouring byte values start with nearly
+  // the same token embedding and distant ones with orthogonal ones, and the untrained model
+  // predicts a value near the byte it was given, where the paper's zero logit layer predicts
+  // all 256 alike.
+  void ordinal_init_predicts_near_the_input() {
+    ModelConfig c;
+    c.family = Family::kDense;
+    c.modality = *modality_parse("audio:8000:0.02");  // 160 samples
+    c.dim = 64;
+    c.heads = 4;
+    c.layers = 2;
+    c.seed = 3;
+    QVERIFY(config_resolve(c).is_ok());
+    InitOptions io;
+    io.seed = 3;
+    io.ordinal_tokens = true;
+    const WeightMap w = model_init_weights(c, io);
+    const Tensor& token = w.at("embed.token");
+    auto cosine = [&](int a, int b) {
+      double dot = 0, na = 0, nb = 0;
+      for (int64_t k = 0; k < c.dim; ++k) {
+        const double u = token.data()[a * c.dim + k], v = token.data()[b * c.dim + k];
+        dot += u * v;
+        na += u * u;
+        nb += v * v;
+      }
+      return dot / std::sqrt(na * nb);
+    };
+    QVERIFY(cosine(130, 131) > 0.95);
+    QVERIFY(cosine(10, 200) < 1e-6);
+    QCOMPARE(w.at("head.weight").data()[5 * 256 + 77], 0.3f * model_ordinal_feature(77, c.dim)[5]);
+
+    // A slow random walk over the codes: every prediction's argmax lies within 8 codes (two
+    // bump spacings) of the byte before it.
+    std::vector<uint8_t> x(160);
+    uint64_t s = 1;
+    int v = 128;
+    for (auto& b : x) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      v = std::clamp(v + static_cast<int>((s >> 33) % 9) - 4, 0, 255);
+      b = static_cast<uint8_t>(v);
+    }
+    auto m = model_create(c, w);
+    QVERIFY(m.has_value());
+    Tensor logits;
+    int64_t first = 0;
+    QVERIFY((*m)->forward(x.data(), 160, &logits, &first).is_ok());
+    int far = 0;
+    for (int64_t t = 1; t < 160; ++t) {
+      const float* row = logits.data() + t * 256;
+      const auto best = static_cast<int>(std::max_element(row, row + 256) - row);
+      far += std::abs(best - x[static_cast<size_t>(t - 1)]) > 8;
+    }
+    QCOMPARE(far, 0);
+  }
+
   void dense_decode_equals_forward() {
     check_decode_equals_forward(small_config(Family::kDense, "image:6x5x3"));
   }

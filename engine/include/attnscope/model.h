@@ -38,7 +38,15 @@ int64_t model_param_count(const ModelConfig& cfg);
 struct InitOptions {
   uint64_t seed = 0;
   bool zero_logits = true;  // the paper's init; tests turn it off so logits carry information
+  // Byte values are ordered (audio samples, pixel intensities): embed.token row c and the
+  // logit layer's column c start as the same smooth bump over c (model_ordinal_feature), so
+  // the untrained network knows that 130 is near 131 and predicts values near the byte it
+  // was given; zero_logits is then ignored. The rest is initialised as usual.
+  bool ordinal_tokens = false;
 };
+// The ordinal init's feature of byte value c, (dim): Gaussian bumps centred every 255 / (dim
+// - 1) codes, 1.5 spacings wide, scaled to unit length.
+std::vector<float> model_ordinal_feature(int c, int64_t dim);
 WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt);
 // Every spec'd tensor present with its shape, nothing extra.
 Status model_check_weights(const ModelConfig& cfg, const WeightMap& w);
