@@ -4,7 +4,7 @@
 Speech alternates voiced stretches (a periodic waveform: the pitch and its harmonics, the
 stripes of a spectrogram) with silence and noise-like consonants; broadband noise has no
 periodicity at all. A 40 ms frame counts as voiced when it is not silent (RMS above 1/100
-of full scale) and its normalised autocorrelation has a peak above 0.5 at a lag in the
+of full scale) and its normalised autocorrelation has a peak (a local maximum) above 0.5 at a lag in the
 pitch range 70-400 Hz (the engine's audio_voicing, which the tests use, is the same measure).
 Prints, per file, the voiced share of all frames and of the non-silent
 frames, and the mean pitch of the voiced ones.
@@ -36,17 +36,18 @@ def frame_pitch(x, rate):
     rms = math.sqrt(energy / n)
     if energy <= 0:
         return rms, 0.0, 0.0
-    lags = range(max(2, rate // 400), min(n // 2, rate // 70) + 1)
+    lo, hi = max(2, rate // 400), min(n // 2, rate // 70)
     r = {}
-    for lag in lags:
+    for lag in range(lo - 1, hi + 2):  # one beyond each end, to tell a peak from a slope
         a, b = x[:-lag], x[lag:]
         num = sum(p * q for p, q in zip(a, b))
         den = math.sqrt(sum(p * p for p in a) * sum(q * q for q in b))
         r[lag] = num / den if den > 0 else 0.0
-    best = max(r.values(), default=0.0)
-    # The period: the shortest lag that peaks within 10 % of the best (no octave errors).
-    period = next((lag for lag in lags if r[lag] >= 0.9 * best and
-                   r[lag] >= r.get(lag - 1, 0.0) and r[lag] >= r.get(lag + 1, 0.0)), 0)
+    # Only peaks count (low-passed noise correlates at short lags but has no peak); the period
+    # is the shortest peak within 10 % of the best (no octave errors).
+    peaks = [lag for lag in range(lo, hi + 1) if r[lag] > r[lag - 1] and r[lag] >= r[lag + 1]]
+    best = max((r[lag] for lag in peaks), default=0.0)
+    period = next((lag for lag in peaks if r[lag] >= 0.9 * best), 0)
     return rms, best, (rate / period if period and best > 0 else 0.0)
 
 

@@ -261,8 +261,8 @@ Voicing audio_voicing(const AudioClip& clip, double skip_seconds) {
   const auto size = static_cast<size_t>(0.04 * clip.rate);
   const size_t lag0 = std::max<size_t>(2, static_cast<size_t>(clip.rate / 400));
   const size_t lag1 = std::min<size_t>(size / 2, static_cast<size_t>(clip.rate / 70));
-  if (size < 4 || skip >= clip.samples.size()) return v;
-  std::vector<double> x(size), r(lag1 + 2, 0.0);  // r[lag]: correlation at lag (0 outside)
+  if (size < 8 || lag1 < lag0 || skip >= clip.samples.size()) return v;
+  std::vector<double> x(size), r(lag1 + 2, 0.0);  // r[lag]: correlation at lag
   double pitch_sum = 0;
   for (size_t start = skip; start + size <= clip.samples.size(); start += size) {
     ++v.frames;
@@ -276,9 +276,9 @@ Voicing audio_voicing(const AudioClip& clip, double skip_seconds) {
     }
     if (std::sqrt(energy / static_cast<double>(size)) < 0.01) continue;
     ++v.sounding;
-    // x (size): r(lag) = sum x[i] x[i + lag] / sqrt(sum_head x^2 * sum_tail x^2).
-    double best = 0;
-    for (size_t lag = lag0; lag <= lag1; ++lag) {
+    // x (size): r(lag) = sum x[i] x[i + lag] / sqrt(sum_head x^2 * sum_tail x^2), for the
+    // pitch lags and one beyond each end, so that a peak can be told from a slope.
+    for (size_t lag = lag0 - 1; lag <= lag1 + 1; ++lag) {
       double num = 0, head = 0, tail = 0;
       for (size_t i = 0; i + lag < size; ++i) {
         num += x[i] * x[i + lag];
@@ -286,14 +286,19 @@ Voicing audio_voicing(const AudioClip& clip, double skip_seconds) {
         tail += x[i + lag] * x[i + lag];
       }
       r[lag] = head > 0 && tail > 0 ? num / std::sqrt(head * tail) : 0.0;
-      best = std::max(best, r[lag]);
     }
+    // Only peaks count: low-passed noise correlates strongly at short lags too, but falls
+    // steadily with the lag and has no peak.
+    auto peak = [&](size_t lag) { return r[lag] > r[lag - 1] && r[lag] >= r[lag + 1]; };
+    double best = 0;
+    for (size_t lag = lag0; lag <= lag1; ++lag)
+      if (peak(lag)) best = std::max(best, r[lag]);
     if (best > 0.5) {
-      // The pitch period: the shortest lag that is a local peak within 10 % of the best (a
-      // periodic frame peaks at every multiple of its period, often a little higher at one).
+      // The pitch period: the shortest peak within 10 % of the best (a periodic frame peaks
+      // at every multiple of its period, often a little higher at one).
       size_t period = lag0;
       for (size_t lag = lag0; lag <= lag1; ++lag)
-        if (r[lag] >= 0.9 * best && r[lag] >= r[lag - 1] && r[lag] >= r[lag + 1]) {
+        if (peak(lag) && r[lag] >= 0.9 * best) {
           period = lag;
           break;
         }

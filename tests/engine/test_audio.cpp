@@ -100,9 +100,9 @@ class TestAudio : public QObject {
     QVERIFY(worst_ratio > 0.5);  // the bound is tight, not vacuous
   }
 
-  // The voicing measure: a 150 Hz tone is voiced in every frame at its pitch, noise in none
-  // (though it sounds), silence does not sound; a clip half tone, half noise is half voiced;
-  // skip drops the first seconds.
+  // The voicing measure: a 150 Hz tone is voiced in every frame at its pitch, noise and
+  // low-passed noise in none (though they sound), silence does not sound; a clip half tone, half
+  // noise is half voiced; skip drops the first seconds.
   void voicingOfToneNoiseAndSilence() {
     const int rate = 8000;
     AudioClip tone{rate, {}}, noise{rate, {}}, silence{rate, std::vector<float>(rate, 0.0f)};
@@ -120,6 +120,14 @@ class TestAudio : public QObject {
     QCOMPARE(vn.sounding, int64_t{25});
     QCOMPARE(vn.voiced, int64_t{0});
     QCOMPARE(vn.share(), 0.0);
+    // Noise through a one-pole low-pass: its correlation is high at every short lag but
+    // falls steadily, with no peak, so it is not voiced either.
+    AudioClip red{rate, {}};
+    float y = 0;
+    for (float v : noise.samples) red.samples.push_back(y = 0.97f * y + 0.03f * v);
+    const Voicing vr = audio_voicing(red);
+    QCOMPARE(vr.sounding, int64_t{25});
+    QCOMPARE(vr.voiced, int64_t{0});
     const Voicing vs = audio_voicing(silence);
     QCOMPARE(vs.frames, int64_t{25});
     QCOMPARE(vs.sounding, int64_t{0});

@@ -49,11 +49,12 @@ std::vector<float> audio_resample_linear(const std::vector<float>& in, int from_
 // voiced stretches (a periodic waveform: a pitch and its harmonics) with silence and noise-like
 // consonants; noise has no periodicity. The clip is cut into frames of 40 ms; a frame sounds
 // when its RMS (after removing its mean) is at least 1/100 of full scale, and is voiced when it
-// sounds and its normalised autocorrelation peaks above 0.5 at a lag of 70-400 Hz.
+// sounds and its normalised autocorrelation has a peak (a local maximum, not the slope that
+// low-passed noise shows at short lags) above 0.5 at a lag of 70-400 Hz.
 struct Voicing {
   int64_t frames = 0, sounding = 0, voiced = 0;
-  // Mean pitch of the voiced frames (0 when none); a frame's period is the shortest lag that
-  // peaks within 10 % of its best correlation.
+  // Mean pitch of the voiced frames (0 when none); a frame's period is its shortest peak
+  // within 10 % of its best.
   double pitch_hz = 0;
   double share() const { return frames > 0 ? static_cast<double>(voiced) / frames : 0.0; }
 };
