@@ -48,6 +48,9 @@ const CommandSpec kInitSpec = {
          "token embeddings and logit layer: normal (N(0, 0.02) and --logits) or ordinal (both "
          "start as the same smooth bump over the byte's value, for audio and images, whose bytes "
          "are ordered: the untrained model predicts values near its input) (default: normal)"},
+        {"--pos-init", "INIT",
+         "position embeddings: normal (N(0, 0.02)) or sinusoidal (sin/cos of the index, so that "
+         "two positions' dot product depends on their distance only) (default: normal)"},
         {"--pattern", "P", "sparse: strided or fixed (default: strided)"},
         {"--stride", "L",
          "sparse: stride / block length l (default: strided ceil(sqrt N) "
@@ -364,6 +367,9 @@ Status cmd_init(const Argv& argv, const Context&) {
   opt.seed = cfg->seed;
   opt.zero_logits = *logits == 0;
   opt.ordinal_tokens = *tokens == 1;
+  auto positions = choose(*args, "--pos-init", {"normal", "sinusoidal"}, 0);
+  if (!positions) return positions.status();
+  opt.sinusoidal_positions = *positions == 1;
   const WeightMap weights = model_init_weights(*cfg, opt);
   const DType types[] = {DType::kF32, DType::kF16, DType::kBF16};
   Status st = safetensors_save(*out, *cfg, weights, types[*dtype]);

@@ -87,7 +87,31 @@ WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt) {
       }
     }
   }
+  if (opt.sinusoidal_positions)
+    for (const char* name : {"embed.pos_row", "embed.pos_col", "embed.pos_channel"}) {
+      auto it = w.find(name);
+      if (it == w.end()) continue;
+      const int64_t rows = it->second.shape()[0], D = cfg.dim;
+      for (int64_t r = 0; r < rows; ++r) {
+        const std::vector<float> f = model_sinusoid_feature(r, D);
+        std::copy(f.begin(), f.end(), it->second.data() + r * D);
+      }
+    }
   return w;
+}
+
+std::vector<float> model_sinusoid_feature(int64_t p, int64_t dim) {
+  std::vector<float> f(static_cast<size_t>(std::max<int64_t>(dim, 0)), 0.0f);
+  const int64_t pairs = dim / 2;
+  if (pairs == 0) return f;
+  const double scale = 0.5 / std::sqrt(static_cast<double>(pairs));  // |f| = 0.5
+  for (int64_t k = 0; k < pairs; ++k) {
+    const double a =
+        static_cast<double>(p) * std::pow(10000.0, -2.0 * static_cast<double>(k) / dim);
+    f[static_cast<size_t>(2 * k)] = static_cast<float>(scale * std::sin(a));
+    f[static_cast<size_t>(2 * k + 1)] = static_cast<float>(scale * std::cos(a));
+  }
+  return f;
 }
 
 std::vector<float> model_ordinal_feature(int c, int64_t dim) {

@@ -102,6 +102,37 @@ class TestModels : public QObject {
   }
 
  private slots:
+  // The sinusoidal position init: every position table's rows are model_sinusoid_feature of
+  // their index, and the dot product of two columns depends on their distance only.
+  void sinusoidal_positions_depend_on_distance() {
+    ModelConfig c;
+    c.family = Family::kSparse;
+    c.modality = *modality_parse("audio:8000:0.1");
+    c.sparse.stride = 32;
+    c.dim = 64;
+    c.heads = 4;
+    c.layers = 1;
+    QVERIFY(config_resolve(c).is_ok());
+    InitOptions io;
+    io.sinusoidal_positions = true;
+    const WeightMap w = model_init_weights(c, io);
+    const Tensor& col = w.at("embed.pos_col");
+    QCOMPARE(col.shape()[0], int64_t{32});
+    QCOMPARE(col.data()[7 * 64 + 10], model_sinusoid_feature(7, 64)[10]);
+    QCOMPARE(w.at("embed.pos_row").data()[3 * 64 + 1], model_sinusoid_feature(3, 64)[1]);
+    auto dot = [&](int64_t a, int64_t b) {
+      double d = 0;
+      for (int64_t k = 0; k < 64; ++k) d += double(col.data()[a * 64 + k]) * col.data()[b * 64 + k];
+      return d;
+    };
+    QVERIFY(std::abs(dot(0, 0) - 0.25) < 1e-6);
+    for (int64_t p = 0; p + 3 < 32; ++p) {
+      QVERIFY(std::abs(dot(p, p + 1) - dot(0, 1)) < 1e-6);
+      QVERIFY(std::abs(dot(p, p + 3) - dot(0, 3)) < 1e-6);
+    }
+    QVERIFY(dot(0, 1) > dot(0, 3));  // nearer columns are more alike
+  }
+
   // The ordinal init (InitOptions::ordinal_tokens): neighbouring byte values start with nearly
   // the same token embedding and distant ones with orthogonal ones, and the untrained model
   // predicts a value near the byte it was given, where the paper's zero logit layer predicts

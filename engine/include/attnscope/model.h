@@ -43,7 +43,15 @@ struct InitOptions {
   // the untrained network knows that 130 is near 131 and predicts values near the byte it
   // was given; zero_logits is then ignored. The rest is initialised as usual.
   bool ordinal_tokens = false;
+  // Position tables (embed.pos_row, pos_col, pos_channel) start as sinusoids of the index
+  // (model_sinusoid_feature) instead of N(0, 0.02): the dot product of two positions' rows
+  // then depends on their distance only, so attention to "the sample before" is a linear map
+  // from the start rather than one to learn for every column. Still learned afterwards.
+  bool sinusoidal_positions = false;
 };
+// The sinusoidal init's row for index p, (dim): sin and cos of p * 10000^(-2k/dim) in
+// interleaved pairs, scaled to length 0.5.
+std::vector<float> model_sinusoid_feature(int64_t p, int64_t dim);
 // The ordinal init's feature of byte value c, (dim): Gaussian bumps centred every 255 / (dim
 // - 1) codes, 1.5 spacings wide, scaled to unit length.
 std::vector<float> model_ordinal_feature(int c, int64_t dim);
