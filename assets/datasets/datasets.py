@@ -35,6 +35,8 @@ def package_licence(pkg):
                 if line.startswith("License:"):
                     return line.split(":", 1)[1].strip()
     flat = " ".join(text.split())
+    if "under the MIT license" in flat:  # fluid-soundfont-gm: the FluidR3 README's words
+        return "MIT"
     if "GNU General Public License" in flat:
         for v in ("3", "2"):
             if "either version %s of the License, or" % v in flat:
@@ -42,6 +44,31 @@ def package_licence(pkg):
             if "version %s" % v in flat:
                 return "GPL-%s" % v
     return "see %s" % path
+
+
+PACKAGES = {"icons": ["papirus-icon-theme", "oxygen-icon-theme", "librsvg2-bin"],
+            "speech": ["espeak-ng", "sox"],
+            "piano": ["fluidsynth", "fluid-soundfont-gm", "sox"]}
+
+
+def require(kind):
+    """Exits 1 with the apt-get line when a Debian package the data set needs is missing."""
+    missing = []
+    for pkg in PACKAGES[kind]:
+        out = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True,
+                             text=True)
+        if "install ok installed" not in out.stdout:
+            missing.append(pkg)
+    if missing:
+        sys.exit("missing Debian packages; install them with: sudo apt-get install " +
+                 " ".join(missing))
+
+
+def fresh_splits(outdir):
+    """Empty OUTDIR/train and OUTDIR/unseen, made anew."""
+    for d in ("train", "unseen"):
+        shutil.rmtree(os.path.join(outdir, d), ignore_errors=True)
+        os.makedirs(os.path.join(outdir, d))
 
 
 def write_tsv(path, header, rows):
@@ -216,7 +243,7 @@ def speak(text, voice, speed, pitch, rate, dst, tmpdir):
     raw = os.path.join(tmpdir, os.path.basename(dst) + ".raw.wav")
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", raw, text],
                    check=True, capture_output=True)
-    subprocess.run(["sox", raw, "-r", str(rate), "-c", "1", "-b", "16", dst], check=True,
+    subprocess.run(["sox", "-D", raw, "-r", str(rate), "-c", "1", "-b", "16", dst], check=True,
                    capture_output=True)
     os.remove(raw)
 
@@ -228,9 +255,7 @@ def wav_seconds(path):
 
 def build_speech(outdir, rate, files=100, sentences_per_file=8, unseen=3):
     rng = random.Random(20261122)
-    for d in ("train", "unseen"):
-        shutil.rmtree(os.path.join(outdir, d), ignore_errors=True)
-        os.makedirs(os.path.join(outdir, d))
+    fresh_splits(outdir)
     jobs = []
     for i in range(files + unseen):
         voice = "%s+%s" % (rng.choice(VOICES), rng.choice(VARIANTS))
@@ -250,7 +275,7 @@ def build_speech(outdir, rate, files=100, sentences_per_file=8, unseen=3):
         secs = wav_seconds(os.path.join(outdir, rel))
         if rel.startswith("train"):
             total += secs
-        rows.append((rel, "espeak-ng -v %s -s %d -p %d; sox -r %d -c 1 -b 16" %
+        rows.append((rel, "espeak-ng -v %s -s %d -p %d; sox -D -r %d -c 1 -b 16" %
                      (voice, speed, pitch, rate), "espeak-ng", facts["espeak-ng"][0],
                      facts["espeak-ng"][1], "%.2f" % secs, text))
     write_tsv(os.path.join(outdir, "SOURCES.tsv"),
@@ -260,10 +285,126 @@ def build_speech(outdir, rate, files=100, sentences_per_file=8, unseen=3):
                       facts["sox"][0]))
 
 
+# ---- piano -------------------------------------------------------------------------------
+
+# Short pieces written by a seeded generator (so the music carries no third-party licence):
+# a melody on the major scale over a chord progression, as a Standard MIDI File, played by
+# FluidSynth with the FluidR3 General MIDI sound font's Acoustic Grand Piano.
+SOUNDFONT = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+PROGRESSIONS = [[0, 4, 5, 3], [0, 3, 4, 0], [0, 5, 3, 4], [0, 3, 0, 4], [5, 3, 0, 4]]
+RHYTHMS = [[1, 1, 1, 1], [2, 1, 1], [1, 1, 2], [2, 2], [0.5, 0.5, 1, 2], [1.5, 0.5, 2], [4],
+           [1, 0.5, 0.5, 2], [3, 1]]
+MAJOR = [0, 2, 4, 5, 7, 9, 11]
+
+
+def vlq(n):
+    """A MIDI variable-length quantity."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def midi_file(notes, bpm, tpq=480):
+    """Format-0 Standard MIDI File of notes (start beat, length in beats, key, velocity) on
+    channel 0 with program 0 (Acoustic Grand Piano)."""
+    events = []
+    for start, length, key, vel in notes:
+        events.append((round(start * tpq), 1, bytes([0x90, key, vel])))
+        events.append((round((start + length * 0.95) * tpq), 0, bytes([0x80, key, 0])))
+    events.sort(key=lambda e: (e[0], e[1]))
+    us = round(60_000_000 / bpm)
+    track = vlq(0) + bytes([0xFF, 0x51, 3]) + us.to_bytes(3, "big") + vlq(0) + bytes([0xC0, 0])
+    now = 0
+    for tick, _, data in events:
+        track += vlq(tick - now) + data
+        now = tick
+    track += vlq(tpq) + bytes([0xFF, 0x2F, 0])
+    header = b"MThd" + (6).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+    return header + tpq.to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track
+
+
+def piece(rng, seconds):
+    """(notes, bpm, description): a melody in a random major key over a repeated four-chord
+    progression, a sustained triad under each bar, about `seconds` long."""
+    root, bpm = rng.randrange(12), rng.randrange(76, 133, 4)
+    prog = rng.choice(PROGRESSIONS)
+    bars = max(2, round(seconds / (4 * 60 / bpm)))
+    notes, degree = [], rng.randrange(7, 12)  # melody degree, counted from the key's C4 octave
+    for bar in range(bars):
+        chord = prog[bar % 4]
+        beat = 4 * bar
+        for d in (chord, chord + 2, chord + 4):
+            notes.append((beat, 4, 48 + root + 12 * (d // 7) + MAJOR[d % 7], rng.randrange(50, 70)))
+        for length in rng.choice(RHYTHMS):
+            degree = min(16, max(5, degree + rng.choice([-2, -1, -1, 0, 1, 1, 2, rng.randrange(-4, 5)])))
+            notes.append((beat, length, 60 + root + 12 * (degree // 7) - 12 + MAJOR[degree % 7],
+                          rng.randrange(70, 101)))
+            beat += length
+    names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+    return notes, bpm, "%s major, %d bpm, %d bars, chords %s" % (
+        names[root], bpm, bars, "-".join("I II III IV V VI VII".split()[c] for c in prog))
+
+
+def play(midi, rate, dst, tmpdir):
+    """FluidSynth renders the MIDI file at 22,050 Hz (reverb and chorus off), then sox mixes
+    it to mono 16-bit at `rate`."""
+    mid = os.path.join(tmpdir, os.path.basename(dst) + ".mid")
+    raw = os.path.join(tmpdir, os.path.basename(dst) + ".raw.wav")
+    with open(mid, "wb") as f:
+        f.write(midi)
+    subprocess.run(["fluidsynth", "-ni", "-R", "0", "-C", "0", "-g", "0.6", "-r", "22050",
+                    "-F", raw, SOUNDFONT, mid], check=True, capture_output=True)
+    subprocess.run(["sox", "-D", raw, "-r", str(rate), "-c", "1", "-b", "16", dst, "norm", "-3"],
+                   check=True, capture_output=True)
+    os.remove(raw)
+    os.remove(mid)
+
+
+def build_piano(outdir, rate, files=100, seconds=30, unseen=3):
+    rng = random.Random(20261205)
+    fresh_splits(outdir)
+    jobs = []
+    for i in range(files + unseen):
+        notes, bpm, what = piece(rng, seconds if i < files else 8)
+        split = "train" if i < files else "unseen"
+        jobs.append((os.path.join(split, "piano-%03d.wav" % i), midi_file(notes, bpm), what))
+    with tempfile.TemporaryDirectory() as tmp, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda j: play(j[1], rate, os.path.join(outdir, j[0]), tmp), jobs))
+    facts = {p: (package_version(p), package_licence(p))
+             for p in ("fluid-soundfont-gm", "fluidsynth", "sox")}
+    rows, total = [], 0.0
+    for rel, _, what in jobs:
+        secs = wav_seconds(os.path.join(outdir, rel))
+        if rel.startswith("train"):
+            total += secs
+        rows.append((rel, "generated piece (%s); fluidsynth -R 0 -C 0 -g 0.6 FluidR3_GM.sf2 "
+                     "program 0; sox -D -r %d -c 1 -b 16 norm -3" % (what, rate),
+                     "fluid-soundfont-gm", facts["fluid-soundfont-gm"][0],
+                     facts["fluid-soundfont-gm"][1], "%.2f" % secs))
+    write_tsv(os.path.join(outdir, "SOURCES.tsv"),
+              ("output", "source", "package", "version", "licence", "seconds"), rows)
+    print("%d piano files, %.1f minutes, at %d Hz in %s/train; %d in %s/unseen (fluidsynth %s, "
+          "fluid-soundfont-gm %s)" % (files, total / 60, rate, outdir, unseen, outdir,
+                                      facts["fluidsynth"][0], facts["fluid-soundfont-gm"][0]))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) >= 3 and sys.argv[1] == "icons":
-        build_icons(sys.argv[2])
-    elif len(sys.argv) >= 4 and sys.argv[1] == "speech":
-        build_speech(sys.argv[2], int(sys.argv[3]))
+    usage = ("usage: datasets.py icons OUTDIR | datasets.py speech OUTDIR RATE | "
+             "datasets.py piano OUTDIR RATE   (RATE in Hz, e.g. 8000)")
+    args = sys.argv[1:]
+    if not args or args[0] not in PACKAGES or len(args) != (2 if args[0] == "icons" else 3) \
+            or (len(args) == 3 and not args[2].isdigit()):
+        print(usage, file=sys.stderr)
+        sys.exit(2)
+    require(args[0])
+    os.makedirs(args[1], exist_ok=True)
+    if args[0] == "icons":
+        build_icons(args[1])
+    elif args[0] == "speech":
+        build_speech(args[1], int(args[2]))
     else:
-        sys.exit("usage: datasets.py icons OUTDIR | datasets.py speech OUTDIR RATE")
+        build_piano(args[1], int(args[2]))
