@@ -62,6 +62,18 @@ Dataset repeated_text(int length, int train_count, int heldout_count) {
   return d;
 }
 
+// The settings under which a tiny model learns the repeated sentence in 300 steps.
+TrainOptions sentence_options() {
+  TrainOptions opt;
+  opt.steps = 300;
+  opt.batch = 4;
+  opt.lr = 3e-3;
+  opt.warmup = 20;
+  opt.eval_every = 100;
+  opt.checkpoint_every = 0;
+  return opt;
+}
+
 // The batch gradient (mean over sequences) at the given weights, through the
 // same graph.
 std::map<std::string, std::vector<double>> batch_gradient(
@@ -212,13 +224,7 @@ class TestTrainer : public QObject {
     io.seed = 1;
     const WeightMap w = model_init_weights(c, io);
     const Dataset data = repeated_text(32, 40, 4);
-    TrainOptions opt;
-    opt.steps = 300;
-    opt.batch = 4;
-    opt.lr = 3e-3;
-    opt.warmup = 20;
-    opt.eval_every = 100;
-    opt.checkpoint_every = 0;
+    const TrainOptions opt = sentence_options();
     auto t = Trainer::create(c, w, opt);
     QVERIFY(t.has_value());
     std::vector<TrainProgress> seen;
@@ -328,13 +334,8 @@ class TestTrainer : public QObject {
     io.seed = 1;
     const WeightMap w = model_init_weights(c, io);
     const Dataset data = repeated_text(64, 40, 4);
-    TrainOptions opt;
-    opt.steps = 300;
-    opt.batch = 4;
-    opt.lr = 3e-3;
-    opt.warmup = 20;
+    TrainOptions opt = sentence_options();
     opt.eval_every = 0;
-    opt.checkpoint_every = 0;
     opt.window = 16;
     opt.seed = 5;
 
