@@ -296,13 +296,11 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
       return cancelled("training cancelled during step " + std::to_string(s.step + 1));
     }
     g.dropout_seed = derive_seed(s.opt.seed, static_cast<uint64_t>(s.step) + 1, i);
-    // Perceiver AR predicts only its last M positions: each sequence trains one window of
-    // M, its end drawn uniformly among M, 2M, .., N (the prefix before it is context), so
-    // every position is trained equally often, as the last latents of some window.
     int64_t n = static_cast<int64_t>(batch[i]->size());
     g.pos0 = 0;
     if (s.opt.window > 0 && s.opt.window < n) {
-      // One window of the sequence, starting at a multiple of the pattern's period.
+      // --window: one window of the sequence, starting at a multiple of the pattern's period
+      // (dense and sparse only, checked by create).
       const int64_t align = train::graph_window_align(s.cfg);
       const auto starts = static_cast<uint64_t>((n - s.opt.window) / align + 1);
       const uint64_t r =
@@ -310,6 +308,9 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
       g.pos0 = align * static_cast<int64_t>(r % starts);
       n = s.opt.window;
     }
+    // Perceiver AR predicts only its last M positions: each sequence trains one window of
+    // M, its end drawn uniformly among M, 2M, .., N (the prefix before it is context), so
+    // every position is trained equally often, as the last latents of some window.
     if (s.cfg.family == Family::kPerceiverAR) {
       const int64_t m = s.cfg.perceiver.latents;
       if (n > m) {
