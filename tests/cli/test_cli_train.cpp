@@ -183,6 +183,30 @@ class TestCliTrain : public QObject {
                          "--technique", "reversible", "--out", out});
     QVERIFY2(bad.code == 2, qPrintable(why(bad)));
     QVERIFY(!QFile::exists(out));
+
+    // --window: longer than the model, or on a family whose attention depends on absolute
+    // positions, is a usage error that writes nothing; on the dense model it trains, and the
+    // sidecar records it for --resume.
+    const Run too_long = cli({"train", "--model", init, "--data", path("corpus.txt"), "--steps",
+                              "5", "--window", "33", "--out", out});
+    QVERIFY2(too_long.code == 2 && too_long.err.contains("longer than the model"),
+             qPrintable(why(too_long)));
+    const Run reformer = cli({"init", "--family", "reformer", "--modality", "text:32", "--layers",
+                              "1", "--dim", "16", "--heads", "2", "--chunk", "8", "--seed", "1",
+                              "--out", path("reformer.safetensors")});
+    QVERIFY2(reformer.code == 0, qPrintable(why(reformer)));
+    const Run lsh = cli({"train", "--model", path("reformer.safetensors"), "--data",
+                         path("corpus.txt"), "--steps", "5", "--window", "16", "--out", out});
+    QVERIFY2(lsh.code == 2 && lsh.err.contains("dense or sparse"), qPrintable(why(lsh)));
+    QVERIFY(!QFile::exists(out));
+    const QString windowed = path("windowed.safetensors");
+    const Run ok = cli({"train", "--model", init, "--data", path("corpus.txt"), "--steps", "5",
+                        "--window", "8", "--eval-every", "0", "--out", windowed});
+    QVERIFY2(ok.code == 0, qPrintable(why(ok)));
+    QFile state(windowed + ".train");
+    QVERIFY(state.open(QIODevice::ReadOnly));
+    QVERIFY2(state.readAll().contains("\\\"window\\\":8"),
+             "the sidecar does not record the window");
   }
 
   // Ctrl-C during training: a checkpoint is written, named, and loads; exit code 1.
