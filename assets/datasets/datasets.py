@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-# The work behind build_icons.sh and build_speech.sh: rasterising Debian's icon themes and
-# speaking generated sentences, each output recorded in SOURCES.tsv with package and licence.
+# The work behind build_icons.sh, build_speech.sh, build_piano.sh and build_melody.sh:
+# rasterising Debian's icon themes, speaking generated sentences and playing generated music,
+# each output recorded in SOURCES.tsv with package and licence.
 # Standard library only; the shell scripts check the Debian packages before calling this.
 import base64
 import concurrent.futures
@@ -48,7 +49,8 @@ def package_licence(pkg):
 
 PACKAGES = {"icons": ["papirus-icon-theme", "oxygen-icon-theme", "librsvg2-bin"],
             "speech": ["espeak-ng", "sox"],
-            "piano": ["fluidsynth", "fluid-soundfont-gm", "sox"]}
+            "piano": ["fluidsynth", "fluid-soundfont-gm", "sox"],
+            "melody": ["fluidsynth", "fluid-soundfont-gm", "sox"]}
 
 
 def require(kind):
@@ -307,16 +309,16 @@ def vlq(n):
     return bytes(reversed(out))
 
 
-def midi_file(notes, bpm, tpq=480):
+def midi_file(notes, bpm, program=0, tpq=480):
     """Format-0 Standard MIDI File of notes (start beat, length in beats, key, velocity) on
-    channel 0 with program 0 (Acoustic Grand Piano)."""
+    channel 0 with a General MIDI program (0: Acoustic Grand Piano, 79: Ocarina)."""
     events = []
     for start, length, key, vel in notes:
         events.append((round(start * tpq), 1, bytes([0x90, key, vel])))
         events.append((round((start + length * 0.95) * tpq), 0, bytes([0x80, key, 0])))
     events.sort(key=lambda e: (e[0], e[1]))
     us = round(60_000_000 / bpm)
-    track = vlq(0) + bytes([0xFF, 0x51, 3]) + us.to_bytes(3, "big") + vlq(0) + bytes([0xC0, 0])
+    track = vlq(0) + bytes([0xFF, 0x51, 3]) + us.to_bytes(3, "big") + vlq(0) + bytes([0xC0, program])
     now = 0
     for tick, _, data in events:
         track += vlq(tick - now) + data
@@ -326,9 +328,10 @@ def midi_file(notes, bpm, tpq=480):
     return header + tpq.to_bytes(2, "big") + b"MTrk" + len(track).to_bytes(4, "big") + track
 
 
-def piece(rng, seconds):
+def piece(rng, seconds, chords=True):
     """(notes, bpm, description): a melody in a random major key over a repeated four-chord
-    progression, a sustained triad under each bar, about `seconds` long."""
+    progression, a sustained triad under each bar (left out when not `chords`: the melody
+    alone, one note at a time), about `seconds` long."""
     root, bpm = rng.randrange(12), rng.randrange(76, 133, 4)
     prog = rng.choice(PROGRESSIONS)
     bars = max(2, round(seconds / (4 * 60 / bpm)))
@@ -336,7 +339,7 @@ def piece(rng, seconds):
     for bar in range(bars):
         chord = prog[bar % 4]
         beat = 4 * bar
-        for d in (chord, chord + 2, chord + 4):
+        for d in (chord, chord + 2, chord + 4) if chords else ():
             notes.append((beat, 4, 48 + root + 12 * (d // 7) + MAJOR[d % 7], rng.randrange(50, 70)))
         for length in rng.choice(RHYTHMS):
             degree = min(16, max(5, degree + rng.choice([-2, -1, -1, 0, 1, 1, 2, rng.randrange(-4, 5)])))
@@ -344,8 +347,9 @@ def piece(rng, seconds):
                           rng.randrange(70, 101)))
             beat += length
     names = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
-    return notes, bpm, "%s major, %d bpm, %d bars, chords %s" % (
-        names[root], bpm, bars, "-".join("I II III IV V VI VII".split()[c] for c in prog))
+    return notes, bpm, "%s major, %d bpm, %d bars, %s %s" % (
+        names[root], bpm, bars, "chords" if chords else "melody over",
+        "-".join("I II III IV V VI VII".split()[c] for c in prog))
 
 
 def play(midi, rate, dst, tmpdir):
@@ -363,14 +367,18 @@ def play(midi, rate, dst, tmpdir):
     os.remove(mid)
 
 
-def build_piano(outdir, rate, files=100, seconds=30, unseen=3):
-    rng = random.Random(20261205)
+def build_piano(outdir, rate, chords=True, program=0, files=100, seconds=30, unseen=3):
+    """The piano set (a melody over chords) or, without `chords`, the melody set (melodies
+    alone, other pieces, one note at a time, so that a waveform period repeats within a few
+    milliseconds) on General MIDI `program` (0, the piano, unless asked)."""
+    rng = random.Random(20261205 if chords else 20261206)
     fresh_splits(outdir)
     jobs = []
+    stem = "piano" if chords else "melody"
     for i in range(files + unseen):
-        notes, bpm, what = piece(rng, seconds if i < files else 8)
+        notes, bpm, what = piece(rng, seconds if i < files else 8, chords)
         split = "train" if i < files else "unseen"
-        jobs.append((os.path.join(split, "piano-%03d.wav" % i), midi_file(notes, bpm), what))
+        jobs.append((os.path.join(split, "%s-%03d.wav" % (stem, i)), midi_file(notes, bpm, program), what))
     with tempfile.TemporaryDirectory() as tmp, \
             concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda j: play(j[1], rate, os.path.join(outdir, j[0]), tmp), jobs))
@@ -382,20 +390,24 @@ def build_piano(outdir, rate, files=100, seconds=30, unseen=3):
         if rel.startswith("train"):
             total += secs
         rows.append((rel, "generated piece (%s); fluidsynth -R 0 -C 0 -g 0.6 FluidR3_GM.sf2 "
-                     "program 0; sox -D -r %d -c 1 -b 16 norm -3" % (what, rate),
+                     "program %d; sox -D -r %d -c 1 -b 16 norm -3" % (what, program, rate),
                      "fluid-soundfont-gm", facts["fluid-soundfont-gm"][0],
                      facts["fluid-soundfont-gm"][1], "%.2f" % secs))
     write_tsv(os.path.join(outdir, "SOURCES.tsv"),
               ("output", "source", "package", "version", "licence", "seconds"), rows)
-    print("%d piano files, %.1f minutes, at %d Hz in %s/train; %d in %s/unseen (fluidsynth %s, "
-          "fluid-soundfont-gm %s)" % (files, total / 60, rate, outdir, unseen, outdir,
+    print("%d %s files, %.1f minutes, at %d Hz in %s/train; %d in %s/unseen (fluidsynth %s, "
+          "fluid-soundfont-gm %s)" % (files, stem, total / 60, rate, outdir, unseen, outdir,
                                       facts["fluidsynth"][0], facts["fluid-soundfont-gm"][0]))
 
 
 if __name__ == "__main__":
     usage = ("usage: datasets.py icons OUTDIR | datasets.py speech OUTDIR RATE | "
-             "datasets.py piano OUTDIR RATE   (RATE in Hz, e.g. 8000)")
+             "datasets.py piano OUTDIR RATE | datasets.py melody OUTDIR RATE [GM-PROGRAM]   "
+             "(RATE in Hz, e.g. 8000; GM-PROGRAM the General MIDI instrument, 0 = piano)")
     args = sys.argv[1:]
+    program = 0
+    if len(args) == 4 and args[0] == "melody" and args[3].isdigit() and int(args[3]) < 128:
+        program = int(args.pop())
     if not args or args[0] not in PACKAGES or len(args) != (2 if args[0] == "icons" else 3) \
             or (len(args) == 3 and not args[2].isdigit()):
         print(usage, file=sys.stderr)
@@ -407,4 +419,4 @@ if __name__ == "__main__":
     elif args[0] == "speech":
         build_speech(args[1], int(args[2]))
     else:
-        build_piano(args[1], int(args[2]))
+        build_piano(args[1], int(args[2]), chords=args[0] == "piano", program=program)
