@@ -31,7 +31,7 @@ const CommandSpec kTrainSpec = {
     "[--clip X] [--weight-decay X] [--eval-every N] [--checkpoint-every N] "
     "[--technique stored|recompute|recompute-attention|reversible] [--seed N] [--window K] "
     "[--heldout SHARE] "
-    "[--resume] "
+    "[--stop-at N] [--resume] "
     "--out OUT.safetensors",
     "Trains a model file (from init, or an earlier training) with AdamW on a "
     "folder of images\n"
@@ -70,6 +70,9 @@ const CommandSpec kTrainSpec = {
         {"--seed", "S", "seed of the batch order and the held-out split (default: 0)"},
         {"--heldout", "SHARE", "share of the examples held out for evaluation (default: 0.05)"},
         {"--crop", "", "images: centre-crop to the model's aspect ratio instead of scaling"},
+        {"--stop-at", "N",
+         "stop after step N of the schedule (evaluating and writing a checkpoint there): a "
+         "run of --steps in parts, each continued with --resume (default: 0, to the end)"},
         {"--resume", "", "continue from OUT and OUT.train when they exist"},
     },
     0,
@@ -228,6 +231,12 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   auto window = args->integer("--window", 0, 0, int64_t{1} << 40);
   if (!window) return window.status();
   opt.window = *window;
+  auto stop_at = args->integer("--stop-at", 0, 0, int64_t{1} << 40);
+  if (!stop_at) return stop_at.status();
+  if (*stop_at > opt.steps)
+    return invalid_argument("--stop-at " + std::to_string(*stop_at) + " is past the schedule's " +
+                            std::to_string(opt.steps) + " steps (--steps)");
+  opt.stop_at = *stop_at;
   DataOptions dopt;
   auto heldout = args->number("--heldout", dopt.heldout_share, 0.0, 0.9);
   if (!heldout) return heldout.status();
@@ -286,7 +295,8 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   auto progress = [&](const TrainProgress& p) {
     const double per_step =
         p.step > first_step ? p.elapsed_s / static_cast<double>(p.step - first_step) : 0;
-    const double eta = per_step * static_cast<double>(p.steps - p.step);
+    const int64_t end = opt.stop_at > 0 ? opt.stop_at : p.steps;  // of this run
+    const double eta = per_step * static_cast<double>(std::max<int64_t>(end - p.step, 0));
     // Throughput since this run began (per-step figures swing with the machine's load).
     const double tokens_per_s = p.elapsed_s > 0
                                     ? static_cast<double>(p.step - first_step) *
@@ -297,7 +307,7 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
                    static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss_bits,
                    p.lr, tokens_per_s, duration_text(eta).c_str());
       bar_open = true;
-    } else if (p.step % interval == 0 || p.step == p.steps) {
+    } else if (p.step % interval == 0 || p.step == p.steps || p.step == opt.stop_at) {
       std::printf(
           "step %lld/%lld: loss %.4f bits, lr %.3e, grad norm %.3f, %.0f tokens/s, ETA %s\n",
           static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss_bits, p.lr,
@@ -313,8 +323,12 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   Status st = (*trainer)->run(*data, *out, progress, ctx.cancel);
   close_bar();
   if (!st) return st;
+  const int64_t done = (*trainer)->step_count();
   std::printf("wrote %s (and %s.train) at step %lld\n", out->c_str(), out->c_str(),
-              static_cast<long long>((*trainer)->step_count()));
+              static_cast<long long>(done));
+  if (done < opt.steps)
+    std::printf("stopped at step %lld of %lld (--stop-at): continue with --resume\n",
+                static_cast<long long>(done), static_cast<long long>(opt.steps));
   return Status::ok();
 }
 

@@ -91,6 +91,7 @@ Status options_check(const TrainOptions& o) {
   if (o.ff_chunks < 1 || o.logit_chunks < 1)
     return invalid_argument("ff_chunks and logit_chunks must be >= 1");
   if (o.window < 0) return invalid_argument("window must be >= 0 (0 = whole sequences)");
+  if (o.stop_at < 0) return invalid_argument("stop_at must be >= 0 (0 = the end of the schedule)");
   return Status::ok();
 }
 
@@ -421,8 +422,10 @@ Status Trainer::run(const Dataset& data, const std::string& checkpoint_path,
 
   const auto start = std::chrono::steady_clock::now();
   const size_t count = data.train.size();
+  const int64_t end =
+      s.opt.stop_at > 0 ? std::min(s.opt.stop_at, s.opt.steps) : s.opt.steps;  // this part's
   std::vector<const std::vector<uint8_t>*> batch;
-  while (s.step < s.opt.steps) {
+  while (s.step < end) {
     // Sequence k of the whole run is example order[k % count] of epoch k / count.
     batch.clear();
     for (int b = 0; b < s.opt.batch; ++b) {
@@ -452,7 +455,7 @@ Status Trainer::run(const Dataset& data, const std::string& checkpoint_path,
     const double secs = std::chrono::duration<double>(t1 - t0).count();
     const int64_t trained = s.opt.window > 0 ? std::min(s.opt.window, n) : n;
     p.tokens_per_s = secs > 0 ? static_cast<double>(s.opt.batch * trained) / secs : 0;
-    const bool last = s.step == s.opt.steps;
+    const bool last = s.step == end;
     if (!held.empty() && (last || (s.opt.eval_every > 0 && s.step % s.opt.eval_every == 0))) {
       auto bits = evaluate(held, cancel);
       if (!bits) return bits.status().code() == StatusCode::kCancelled ? stop() : bits.status();

@@ -127,6 +127,31 @@ class TestCliTrain : public QObject {
     QVERIFY(after.readAll() == bytes);
   }
 
+  // --stop-at: a run of one schedule in parts. The first part exits 0 at its step with a
+  // checkpoint and says how to continue; --resume finishes the schedule; a stop past the
+  // schedule is a usage error that writes nothing.
+  void stopAtRunsInParts() {
+    const QString init = init_text("init-parts.safetensors", 32, 16, 1);
+    const QString out = path("parts.safetensors");
+    const QStringList common = {"train",   "--model", init,      "--data", path("corpus.txt"),
+                                "--steps", "12",      "--batch", "2",      "--eval-every",
+                                "0",       "--out",   out};
+    Run r = cli(common + QStringList{"--stop-at", "13"});
+    QVERIFY2(r.code == 2, qPrintable(why(r)));
+    QVERIFY2(r.err.contains("--stop-at 13 is past the schedule's 12 steps"), r.err.constData());
+    QVERIFY(!QFile::exists(out));
+    r = cli(common + QStringList{"--stop-at", "5"});
+    QVERIFY2(r.code == 0, qPrintable(why(r)));
+    QVERIFY2(r.out.contains("stopped at step 5 of 12 (--stop-at): continue with --resume"),
+             r.out.constData());
+    QVERIFY2(r.out.contains("held-out"), r.out.constData());  // evaluated where it stops
+    QVERIFY(QFile::exists(out + ".train"));
+    r = cli(common + QStringList{"--resume"});
+    QVERIFY2(r.code == 0, qPrintable(why(r)));
+    QVERIFY2(r.out.contains("resumed from " + out.toUtf8() + " at step 5"), r.out.constData());
+    QVERIFY2(r.out.contains("at step 12") && !r.out.contains("stopped at"), r.out.constData());
+  }
+
   // convert: F16 halves the weights' bytes and keeps the model; with --data it reports the
   // held-out change and keeps F16 when the change is within --max-change, and keeps F32 when
   // asked for an impossible bound; a bad dtype is a usage error that writes nothing.

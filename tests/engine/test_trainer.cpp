@@ -322,6 +322,62 @@ class TestTrainer : public QObject {
     QCOMPARE((*fourth)->step_count(), int64_t{0});  // a refused resume changes nothing
   }
 
+  // One schedule trained in parts (stop_at), each continued by resume, equals the straight
+  // run; a part ends ok (not cancelled) with a held-out figure and a checkpoint at its step,
+  // and the stop is the caller's: a resume given stop_at 0 runs to the schedule's end.
+  void stopAtTrainsInParts() {
+    QTemporaryDir dir;
+    const ModelConfig c = tiny_text(16, 16, 2, 2);
+    const WeightMap w = random_weights(c);
+    const Dataset data = repeated_text(16, 7, 2);
+    TrainOptions opt;
+    opt.steps = 9;
+    opt.batch = 2;
+    opt.warmup = 2;
+    opt.lr = 1e-2;
+    opt.seed = 5;
+    opt.eval_every = 0;
+    opt.checkpoint_every = 0;
+    auto straight = Trainer::create(c, w, opt);
+    QVERIFY(straight.has_value());
+    QVERIFY((*straight)->run(data, "", {}, nullptr).is_ok());
+
+    const std::string path = dir.filePath("parts.safetensors").toStdString();
+    TrainOptions part = opt;
+    part.stop_at = 4;
+    auto first = Trainer::create(c, w, part);
+    QVERIFY(first.has_value());
+    std::vector<TrainProgress> seen;
+    Status st = (*first)->run(
+        data, path, [&](const TrainProgress& p) { seen.push_back(p); }, nullptr);
+    QVERIFY2(st.is_ok(), st.message().c_str());
+    QCOMPARE((*first)->step_count(), int64_t{4});
+    QCOMPARE(seen.size(), size_t{4});
+    QVERIFY(seen.back().heldout_bits > 0);  // the part's end is evaluated
+    QCOMPARE(seen.back().steps, int64_t{9});
+    auto loaded = safetensors_load(path);
+    QVERIFY2(loaded.has_value(), loaded.status().message().c_str());
+    QCOMPARE(max_abs_diff(loaded->weights, (*first)->weights()), 0.0);
+
+    part.stop_at = 7;  // a second part, then the rest
+    auto second = Trainer::create(c, w, part);
+    QVERIFY(second.has_value());
+    QVERIFY((*second)->resume(path).is_ok());
+    QVERIFY((*second)->run(data, path, {}, nullptr).is_ok());
+    QCOMPARE((*second)->step_count(), int64_t{7});
+    auto third = Trainer::create(c, w, opt);
+    QVERIFY(third.has_value());
+    QVERIFY((*third)->resume(path).is_ok());
+    QVERIFY((*third)->run(data, path, {}, nullptr).is_ok());
+    QCOMPARE((*third)->step_count(), int64_t{9});
+    const double diff = max_abs_diff((*third)->weights(), (*straight)->weights());
+    QVERIFY2(diff <= 1e-6, qPrintable(QString("in parts vs straight: %1").arg(diff)));
+
+    TrainOptions bad = opt;
+    bad.stop_at = -1;
+    QCOMPARE(Trainer::create(c, w, bad).status().code(), StatusCode::kInvalidArgument);
+  }
+
   // Training on windows: each step's windows are drawn from the seed and step, so a run
   // stopped and resumed (the window restored from the checkpoint, whatever is given) equals a
   // straight run; windows of 16 teach a 64-byte model the sentence at every position (the

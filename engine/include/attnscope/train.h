@@ -74,6 +74,10 @@ struct TrainOptions {
   // own positions (the sequence as if it began there). More steps for the same tokens; every
   // position of the model is still trained. Dense and sparse models only. 0 = whole sequences.
   int64_t window = 0;
+  // > 0: run() returns after this step (evaluating and writing a checkpoint there), so that
+  // one schedule of `steps` can be trained in parts and continued with resume; 0 = to the end.
+  // The caller's, like steps and the cadences: not restored by resume.
+  int64_t stop_at = 0;
   // Memory techniques.
   bool store_attention = true;  // false: recompute attention probabilities in the backward
   bool recompute_blocks = false;
@@ -123,7 +127,8 @@ class Trainer {
   Expected<double> evaluate(const std::vector<std::vector<uint8_t>>& examples,
                             const std::atomic<bool>* cancel = nullptr);
   // Runs from the current step until step_count() == opt.steps (the schedule's length, so a
-  // resumed run ends where the straight one would); evaluates and checkpoints
+  // resumed run ends where the straight one would), or opt.stop_at when that comes first
+  // (returning ok after its checkpoint); evaluates and checkpoints
   // (to checkpoint_path, atomically) on schedule; stops cleanly when cancel is set (after
   // writing a checkpoint). progress may be empty.
   Status run(const Dataset& data, const std::string& checkpoint_path,
