@@ -27,21 +27,27 @@ need_speech() {
 need_piano() {
   [ -d "$data/piano-8000/train" ] || bash "$root/assets/datasets/build_piano.sh" "$data/piano-8000" 8000
 }
+need_ocarina() {  # the melody set on General MIDI program 79, the ocarina
+  [ -d "$data/ocarina-8000/train" ] ||
+    bash "$root/assets/datasets/build_melody.sh" "$data/ocarina-8000" 8000 79
+}
 
-# audio NAME DATASET STEPS: the audio recipe (2.5 s at 8 kHz, sparse strided l = 160 merged,
-# 4 blocks of width 128; ordinal token and sinusoidal position init; whole clips, batch 1,
-# lr 2e-3, warm-up 30), then F16 as for the others.
+# audio NAME DATASET STEPS [STOP]: the audio recipe (2.5 s at 8 kHz, sparse strided l = 160
+# merged, 4 blocks of width 128; ordinal token and sinusoidal position init; whole clips,
+# batch 1, lr 2e-3, warm-up 30), then F16 as for the others. With STOP: only up to step STOP
+# of the STEPS schedule (train --stop-at), for a run in parts; the F16 file comes at the end.
 audio() {
-  local name=$1 dataset=$2 steps=$3
+  local name=$1 dataset=$2 steps=$3 stop=${4:-0}
   local init=$work/$name.init.safetensors ckpt=$work/$name.safetensors log=$work/$name.log
   [ -f "$init" ] || "$cli" init --family sparse --modality audio:8000:2.5 --dim 128 --heads 4 \
     --layers 4 --pattern strided --stride 160 --combine merged --token-init ordinal \
     --pos-init sinusoidal --seed 1 --out "$init"
   local t0=$SECONDS
   "$cli" train --model "$init" --data "$dataset" --steps "$steps" --batch 1 --lr 2e-3 --warmup 30 \
-    --eval-every 100 --eval-examples 8 --checkpoint-every 25 --seed 1 --resume --out "$ckpt" \
-    2>&1 | tee -a "$log"
+    --eval-every 100 --eval-examples 8 --checkpoint-every 25 --seed 1 --stop-at "$stop" \
+    --resume --out "$ckpt" 2>&1 | tee -a "$log"
   echo "wall seconds: $((SECONDS - t0))" | tee -a "$log"
+  [ "$stop" -eq 0 ] || return 0
   "$cli" convert --model "$ckpt" --dtype f16 --data "$dataset" --max-change 0.01 \
     --out "$out/$name.safetensors" 2>&1 | tee -a "$log"
 }
@@ -79,7 +85,7 @@ icons() {
 }
 
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(icons-dense icons-sparse icons icons-reformer icons-perceiver-ar icons-hourglass speech-sparse)
+[ ${#models[@]} -gt 0 ] || models=(icons-dense icons-sparse icons icons-reformer icons-perceiver-ar icons-hourglass speech-sparse ocarina-sparse)
 img=(--modality image:32x32x3 --dim 128 --heads 4)
 for m in "${models[@]}"; do
   case $m in
@@ -101,6 +107,12 @@ for m in "${models[@]}"; do
       train speech-sparse "$data/speech-8000/train" 120 2 2e-3 -- --family sparse \
         --modality audio:8000:2.5 --dim 128 --heads 4 --layers 4 --pattern strided ;;
     icons) need_icons; icons ;;
+    # The bundled audio model, trained in two parts as the committed file was: steps 1-826 of
+    # a 1500-step schedule, then the same run resumed under a 2400-step schedule (its learning
+    # rate rises from 9.9e-4 to the longer cosine's value at step 826, then decays).
+    ocarina-sparse) need_ocarina
+      audio ocarina-sparse "$data/ocarina-8000/train" 1500 826
+      audio ocarina-sparse "$data/ocarina-8000/train" 2400 ;;
     # Not bundled (not in the default list): the piano experiment of assets/models/README.md,
     # 1000 steps as measured there; give more with STEPS=N (resumable) and OUT=out/models.
     piano-sparse) need_piano

@@ -25,5 +25,7 @@ shot lsh "$models/icons-reformer.safetensors" lsh --prompt "$icon" --keep-rows 1
 shot memory "$models/icons-dense.safetensors" memory --prompt "$icon" --keep-rows 16
 shot audio "$models/speech-sparse.safetensors" audio --prompt assets/prompts/speech-unseen.wav \
   --keep-seconds 0.5 --temperature 1 --top-p 1
+shot audio-ocarina "$models/ocarina-sparse.safetensors" audio \
+  --prompt assets/prompts/ocarina-unseen.wav --keep-seconds 0.5 --temperature 1 --top-p 1
 shot compare "$models/icons-dense.safetensors" compare --prompt "$icon" --keep-rows 16 \
   --compare "$models/icons-sparse.safetensors" --temperature 0.8 --top-p 0.9
