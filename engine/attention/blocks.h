@@ -11,6 +11,30 @@
 
 namespace attnscope::detail {
 
+// The one tile-selection rule of every block kernel (CPU inference, training, and the layouts
+// the CUDA kernels are handed): query rows [qs, qe) in blocks of bq against keys [ks, ke) in
+// tiles of bk aligned at ks; a tile is kept when some row's allowed keys [lo[r], hi[r]) meet
+// it (a row's range must stay inside [ks, ke)). Calls tile(q0, q1, k0, k1) for every kept
+// tile in order and then block(q0, q1) for each row block that kept one.
+template <typename Ranges, typename TileFn, typename BlockFn>
+void attn_select_tiles(const Ranges& lo, const Ranges& hi, int64_t qs, int64_t qe, int64_t ks,
+                       int64_t ke, int64_t bq, int64_t bk, TileFn&& tile, BlockFn&& block) {
+  for (int64_t q0 = qs; q0 < qe; q0 += bq) {
+    const int64_t q1 = q0 + bq < qe ? q0 + bq : qe;
+    int64_t kmin = ke, kmax = ks;
+    for (int64_t r = q0; r < q1; ++r)
+      if (lo[r] < hi[r]) kmin = lo[r] < kmin ? lo[r] : kmin, kmax = hi[r] > kmax ? hi[r] : kmax;
+    if (kmin >= kmax) continue;
+    for (int64_t k0 = ks + (kmin - ks) / bk * bk; k0 < kmax; k0 += bk) {
+      const int64_t k1 = k0 + bk < ke ? k0 + bk : ke;
+      bool used = false;
+      for (int64_t r = q0; r < q1 && !used; ++r) used = lo[r] < hi[r] && lo[r] < k1 && hi[r] > k0;
+      if (used) tile(q0, q1, k0, k1);
+    }
+    block(q0, q1);
+  }
+}
+
 // Query rows [q0, q1) of a pass evaluate the key tiles tiles[t0 .. t1).
 struct AttnRowBlock {
   int64_t q0, q1, t0, t1;

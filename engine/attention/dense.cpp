@@ -132,25 +132,17 @@ void gather_rows(const float* src, const ScratchVector<int64_t>& pos, int64_t b,
 
 void AttnPass::add_segment(int64_t qs, int64_t qe, int64_t ks, int64_t ke, int bq, int bk) {
   const int64_t b0 = static_cast<int64_t>(rows.size());
-  for (int64_t q0 = qs; q0 < qe; q0 += bq) {
-    const int64_t q1 = std::min(qe, q0 + bq);
-    int64_t kmin = ke, kmax = ks;
-    for (int64_t r = q0; r < q1; ++r) {
-      const int64_t a = std::max(lo[r], ks), b = std::min(hi[r], ke);
-      if (a >= b) continue;
-      kmin = std::min(kmin, a);
-      kmax = std::max(kmax, b);
-    }
-    if (kmin >= kmax) continue;
-    const int64_t t0 = static_cast<int64_t>(tiles.size());
-    for (int64_t k0 = ks + (kmin - ks) / bk * bk; k0 < kmax; k0 += bk) {
-      const int64_t k1 = std::min(ke, k0 + bk);
-      bool used = false;
-      for (int64_t r = q0; r < q1 && !used; ++r) used = lo[r] < hi[r] && lo[r] < k1 && hi[r] > k0;
-      if (used) tiles.push_back({k0, k1});
-    }
-    rows.push_back({q0, q1, t0, static_cast<int64_t>(tiles.size())});
-  }
+  int64_t t0 = static_cast<int64_t>(tiles.size());
+  attn_select_tiles(
+      lo, hi, qs, qe, ks, ke, bq, bk,
+      [&](int64_t, int64_t, int64_t k0, int64_t k1) {
+        tiles.push_back({k0, k1});
+      },
+      [&](int64_t q0, int64_t q1) {
+        const int64_t t1 = static_cast<int64_t>(tiles.size());
+        rows.push_back({q0, q1, t0, t1});
+        t0 = t1;
+      });
   segments.push_back({qs, qe, ks, ke, b0, static_cast<int64_t>(rows.size())});
 }
 

@@ -322,7 +322,8 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
         }
         for (int64_t c = c0; c < c1; ++c) {
           // Query slots [q0, hi) see key slots [lo, hi).
-          const int64_t q0 = c * m, lo = std::max<int64_t>(0, q0 - m), hi = std::min(n, q0 + m);
+          const int64_t q0 = c * m;
+          const auto [lo, hi] = attn_lsh_window(c, m, n);
           const int64_t nk = hi - lo;
           const float* xw = xg.data() + (lo - g0) * d;
           const float* vw = vg.data() + (lo - g0) * d;

@@ -59,9 +59,9 @@ struct LshSlots {
   }
   // The slots [lo, hi) that query i sees in round r: its chunk and the one before.
   void window(int r, int64_t i, int64_t* lo, int64_t* hi) const {
-    const int64_t c = slot[r * n + i] / chunk;
-    *lo = std::max<int64_t>(0, (c - 1) * chunk);
-    *hi = std::min(n, (c + 1) * chunk);
+    const AttnLshWindow w = attn_lsh_window(slot[r * n + i] / chunk, chunk, n);
+    *lo = w.lo;
+    *hi = w.hi;
   }
   bool sees(int r, int64_t i, int64_t j) const {
     int64_t lo, hi;

@@ -79,6 +79,17 @@ int attn_lsh_hash(const float* x, const float* rotations, int round, int d, int 
 
 // What the LSH forward did, for views and tests. buckets: (H, n_hashes, N) bucket per
 // position; order: (H, n_hashes, N) original position at each sorted slot.
+// The LSH chunk rule, stated once for the kernel, training and the views: in a round's sorted
+// order the query slots of chunk c (slots c*m .. c*m+m-1) see the key slots [lo, hi), their
+// chunk and the one before; causality is then checked on the original positions.
+struct AttnLshWindow {
+  int64_t lo, hi;
+};
+inline AttnLshWindow attn_lsh_window(int64_t chunk_index, int64_t m, int64_t n) {
+  const int64_t lo = (chunk_index - 1) * m, hi = (chunk_index + 1) * m;
+  return {lo > 0 ? lo : 0, hi < n ? hi : n};
+}
+
 struct LshTrace {
   std::vector<int> buckets;
   std::vector<int> order;
