@@ -208,6 +208,7 @@ QString default_model() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  attnscope::mem_retain_freed_blocks();
   // Arguments first, so that a bad one is one line and exit 2 even without a display.
   QStringList args;
   for (int i = 0; i < argc; ++i) args << QString::fromLocal8Bit(argv[i]);

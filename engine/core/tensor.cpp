@@ -1,6 +1,8 @@
 // Tensor storage and the process-wide memory ledger.
 #include "attnscope/tensor.h"
 
+#include <malloc.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -116,6 +118,11 @@ Tensor Tensor::borrow(float* data, std::vector<int64_t> shape, std::shared_ptr<v
   t.data_ = data;
   t.storage_ = std::move(keepalive);
   return t;
+}
+
+void mem_retain_freed_blocks() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 }  // namespace attnscope

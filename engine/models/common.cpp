@@ -131,32 +131,6 @@ void ffn_forward(const BlockParams& bp, const float* h, float* out, int64_t n, i
   op_add_bias(out, bp.b2, n, dim);
 }
 
-Status block_forward(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t n,
-                     const AttnFullFn& attn) {
-  const int D = cfg.dim, H = cfg.heads, d = cfg.head_dim();
-  // h, t are (n, D); qh, kh, vh, oh are (H, n, d).
-  Tensor h = Tensor::zeros({n, D}, MemCategory::kActivations);
-  Tensor t = Tensor::zeros({n, D}, MemCategory::kActivations);
-  Tensor qh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-  Tensor kh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-  Tensor vh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-  Tensor oh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-  op_layernorm(x, bp.ln1_g, bp.ln1_b, h.data(), n, D);
-  op_matmul(h.data(), bp.wq, t.data(), n, D, D);
-  op_split_heads(t.data(), qh.data(), n, H, d);
-  op_matmul(h.data(), bp.wk, t.data(), n, D, D);
-  op_split_heads(t.data(), kh.data(), n, H, d);
-  op_matmul(h.data(), bp.wv, t.data(), n, D, D);
-  op_split_heads(t.data(), vh.data(), n, H, d);
-  ATTN_RETURN_IF_ERROR(attn(qh.data(), kh.data(), vh.data(), oh.data(), n));
-  op_merge_heads(oh.data(), t.data(), n, H, d);
-  op_matmul(t.data(), bp.wo, x, n, D, D, /*accumulate=*/true);
-  op_layernorm(x, bp.ln2_g, bp.ln2_b, h.data(), n, D);
-  ffn_forward(bp, h.data(), t.data(), n, D, cfg.ff_dim);
-  op_add(x, t.data(), n * D);
-  return Status::ok();
-}
-
 void block_decode(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t i,
                   KvCache& cache, const AttnDecodeFn& attn) {
   const int D = cfg.dim, H = cfg.heads, d = cfg.head_dim();
@@ -177,21 +151,6 @@ void block_decode(const BlockParams& bp, const ModelConfig& cfg, float* x, int64
   op_layernorm(x, bp.ln2_g, bp.ln2_b, h.data(), 1, D);
   ffn_forward(bp, h.data(), f.data(), 1, D, cfg.ff_dim);
   op_add(x, f.data(), D);
-}
-
-AttnFullFn attn_tapped(AttnFullFn kernel, AttnTap* tap, int layer, AttnLayerView view) {
-  if (!tap || tap->layer != layer) return kernel;
-  return [kernel = std::move(kernel), tap, view](const float* q, const float* k, const float* v,
-                                                 float* o, int64_t n) mutable {
-    ATTN_RETURN_IF_ERROR(kernel(q, k, v, o, n));
-    view.q = q;
-    view.k = k;
-    view.v = v;
-    view.o = o;
-    view.nq = view.nk = n;
-    tap->done = true;
-    return (*tap->fn)(view);
-  };
 }
 
 Status check_attention_layer(const ModelConfig& cfg, int64_t n, int layer, int layers) {

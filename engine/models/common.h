@@ -49,14 +49,7 @@ void head_forward(const CommonParams& cp, const ModelConfig& cfg, const float* x
 // ---- feed-forward: out (n, D) = gelu(h W1 + b1) W2 + b2, h already layer-normed ----
 void ffn_forward(const BlockParams& bp, const float* h, float* out, int64_t n, int dim, int ff_dim);
 
-// ---- the pre-LN block ----
-// Attention over (H, n, d) queries/keys/values, writing (H, n, d).
-using AttnFullFn =
-    std::function<Status(const float* q, const float* k, const float* v, float* out, int64_t n)>;
-// x (n, D) in place: x += Attn(LN1 x) Wo; x += FFN(LN2 x).
-Status block_forward(const BlockParams& bp, const ModelConfig& cfg, float* x, int64_t n,
-                     const AttnFullFn& attn);
-
+// ---- the pre-LN block's decode step (the full forward is the graph: models/family_graph.h) ----
 // Keys and values of one attention layer: (H, cap, d) each, counted under caches.
 struct KvCache {
   Tensor k, v;
@@ -65,17 +58,6 @@ struct KvCache {
 };
 KvCache kv_cache_make(int heads, int64_t cap, int d);
 
-// ---- inspection (Model::attention_layer) ----
-// Asks a forward to hand attention layer `layer` (numbered as the views number them) to fn;
-// once done is set the forward returns at once, its result unfinished.
-struct AttnTap {
-  int layer = -1;
-  const AttnLayerFn* fn = nullptr;
-  bool done = false;
-};
-// kernel, followed (when tap asks for `layer`) by tap->fn on the call's q, k, v and output
-// described by view, whose pointers and nq = nk the wrapper fills. tap may be null.
-AttnFullFn attn_tapped(AttnFullFn kernel, AttnTap* tap, int layer, AttnLayerView view);
 // The argument checks every family's attention_layer makes: n in 1..seq_len, layer in
 // 0..layers-1.
 Status check_attention_layer(const ModelConfig& cfg, int64_t n, int layer, int layers);

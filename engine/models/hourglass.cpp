@@ -1,11 +1,13 @@
 // Hourglass family: levels of pre-LN blocks at shrinking then growing resolution, with
-// shift-and-pool shortening and upsampling plus residual; full forward and an incremental
-// decode that runs each inner level once per group of k tokens, each level with its own caches.
+// shift-and-pool shortening and upsampling plus residual; one forward (the graph) and an
+// incremental decode that runs each inner level once per group of k tokens, each level with its own
+// caches.
 #include <algorithm>
 #include <cstring>
 
 #include "models/common.h"
 #include "models/families.h"
+#include "models/graph_model.h"
 #include "ops/ops.h"
 
 namespace attnscope {
@@ -33,6 +35,172 @@ void hourglass_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) 
   }
 }
 
+namespace train {
+namespace {
+
+// y (out_rows, D): row j = x[j - shift] (zeros where that row does not exist).
+template <typename T>
+Var<T> shift_rows(Tape<T>& tape, const Var<T>& x, int64_t shift, int64_t out_rows) {
+  const int64_t D = x->cols;
+  Var<T> y = make_var<T>(out_rows, D, x->requires_grad);
+  const int64_t j0 = std::max<int64_t>(0, shift), j1 = std::min(out_rows, x->rows + shift);
+  for (int64_t j = j0; j < j1; ++j)
+    std::copy_n(x->data.data() + (j - shift) * D, D, y->data.data() + j * D);
+  if (x->requires_grad)
+    tape.push([x, y, shift, j0, j1, D]() {
+      if (!y->has_grad()) return;
+      T* gx = x->g();
+      const T* gy = y->grad.data();
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t c = 0; c < D; ++c) gx[(j - shift) * D + c] += gy[j * D + c];
+    });
+  return y;
+}
+
+// y (rows, D): the mean of each group of k consecutive rows of x (rows * k, D),
+// summed in order and then scaled by 1/k as the inference's average pooling
+// does.
+template <typename T>
+Var<T> mean_groups(Tape<T>& tape, const Var<T>& x, int64_t k) {
+  const int64_t D = x->cols, rows = x->rows / k;
+  Var<T> y = make_var<T>(rows, D, x->requires_grad);
+  const T inv = T(1) / static_cast<T>(k);
+  T* yd = y->data.data();
+  const T* xd = x->data.data();
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t r = 0; r < k; ++r)
+      for (int64_t c = 0; c < D; ++c) yd[t * D + c] += xd[(t * k + r) * D + c];
+  for (int64_t e = 0; e < rows * D; ++e) yd[e] *= inv;
+  if (x->requires_grad)
+    tape.push([x, y, k, inv, rows, D]() {
+      if (!y->has_grad()) return;
+      T* gx = x->g();
+      const T* gy = y->grad.data();
+      for (int64_t t = 0; t < rows; ++t)
+        for (int64_t r = 0; r < k; ++r)
+          for (int64_t c = 0; c < D; ++c) gx[(t * k + r) * D + c] += gy[t * D + c] * inv;
+    });
+  return y;
+}
+
+// y (rows * k, D): row t*k + r = x[t] (repeat upsampling).
+template <typename T>
+Var<T> repeat_rows(Tape<T>& tape, const Var<T>& x, int64_t k) {
+  const int64_t D = x->cols, rows = x->rows;
+  Var<T> y = make_var<T>(rows * k, D, x->requires_grad);
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t r = 0; r < k; ++r)
+      std::copy_n(x->data.data() + t * D, D, y->data.data() + (t * k + r) * D);
+  if (x->requires_grad)
+    tape.push([x, y, k, rows, D]() {
+      if (!y->has_grad()) return;
+      T* gx = x->g();
+      const T* gy = y->grad.data();
+      for (int64_t t = 0; t < rows; ++t)
+        for (int64_t r = 0; r < k; ++r)
+          for (int64_t c = 0; c < D; ++c) gx[t * D + c] += gy[(t * k + r) * D + c];
+    });
+  return y;
+}
+
+// Levels 0 .. 2S; down level s and up level 2S - s run at depth s; depth s -> s + 1 shortens
+// by ks[s]. Blocks are numbered in hierarchy order (the views' layer numbers).
+struct HourglassPlan {
+  int middle = 0;
+  std::vector<std::vector<int>> level_blocks;  // [level]: block indices
+  std::vector<int64_t> ks;                     // [depth s < S]
+  std::vector<int64_t> factors;                // [depth 0 .. S]: total shortening factor
+};
+
+HourglassPlan hourglass_plan(const std::vector<HourglassLevel>& levels) {
+  HourglassPlan plan;
+  plan.middle = static_cast<int>(levels.size() / 2);
+  int block = 0;
+  for (const HourglassLevel& lv : levels) {
+    plan.level_blocks.emplace_back();
+    for (int l = 0; l < lv.layers; ++l) plan.level_blocks.back().push_back(block++);
+  }
+  for (int s = 0; s <= plan.middle; ++s) {
+    plan.factors.push_back(levels[static_cast<size_t>(s)].factor);
+    if (s < plan.middle)
+      plan.ks.push_back(levels[static_cast<size_t>(s + 1)].factor /
+                        levels[static_cast<size_t>(s)].factor);
+  }
+  return plan;
+}
+
+// The blocks of one level. The views see its rows at its depth's resolution: row t serves
+// positions t*K .. t*K+K-1 on the way up and pools positions t*K-K+1 .. t*K (K its factor).
+template <typename T>
+Var<T> hourglass_level(Tape<T>& t, const Ctx<T>& c, const HourglassPlan& plan, int level,
+                       Var<T> h) {
+  const int depth = std::min(level, 2 * plan.middle - level);
+  AttnLayerView view;
+  view.stride = plan.factors[static_cast<size_t>(depth)];
+  view.key_offset = 1 - view.stride;
+  view.key_space = depth == 0 ? "positions" : "level " + std::to_string(depth);
+  for (int b : plan.level_blocks[static_cast<size_t>(level)])
+    h = run_block(t, c, block_prefix(b), h, c.described(causal_spec(c, 0), b, view));
+  return h;
+}
+
+// h (len, D) at depth s: down level, shift right by k-1 with zeros and pool groups of k
+// (short_len = ceil(len / k) rows, the last group padded by the shift only), the inner depths,
+// upsample, truncate to len and add to the unshifted h, up level.
+template <typename T>
+Var<T> hourglass_depth(Tape<T>& t, const Ctx<T>& c, const HourglassPlan& plan, int s, Var<T> h) {
+  h = hourglass_level(t, c, plan, s, h);
+  if (s == plan.middle || c.stopped()) return h;
+  const int64_t len = h->rows, k = plan.ks[static_cast<size_t>(s)];
+  const int64_t short_len = (len + k - 1) / k;
+  // cat is (short_len * k, D): row j = h[j - k + 1]; g is (short_len, D).
+  Var<T> g = hourglass_shorten(t, c, s, shift_rows(t, h, k - 1, short_len * k), k);
+  g = hourglass_depth(t, c, plan, s + 1, g);
+  if (c.stopped()) return h;
+  // u is (short_len * k, D): row t*k + r serves position t*k + r.
+  Var<T> u = hourglass_upsample(t, c, s, g, k);
+  if (short_len * k != len) u = slice_rows(t, u, 0, len);
+  h = add(t, h, u);
+  return hourglass_level(t, c, plan, 2 * plan.middle - s, h);
+}
+
+}  // namespace
+
+template <typename T>
+Var<T> hourglass_shorten(Tape<T>& t, const Ctx<T>& c, int s, const Var<T>& cat, int64_t k) {
+  const int64_t D = cat->cols, rows = cat->rows / k;
+  if (c.cfg.hourglass.pool != HourglassPool::kLinear) return mean_groups(t, cat, k);
+  const std::string i = std::to_string(s);
+  return linear(t, reshape(t, cat, rows, k * D), param(*c.p, "shorten." + i + ".weight"),
+                param(*c.p, "shorten." + i + ".bias"));
+}
+
+template <typename T>
+Var<T> hourglass_upsample(Tape<T>& t, const Ctx<T>& c, int s, const Var<T>& g, int64_t k) {
+  if (c.cfg.hourglass.upsample != HourglassUpsample::kLinear) return repeat_rows(t, g, k);
+  const std::string i = std::to_string(s);
+  return reshape(t,
+                 linear(t, g, param(*c.p, "upsample." + i + ".weight"),
+                        param(*c.p, "upsample." + i + ".bias")),
+                 g->rows * k, g->cols);
+}
+
+template <typename T>
+Var<T> hourglass_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb) {
+  // config_resolve validated the hierarchy before any graph is built.
+  return hourglass_depth(t, c, hourglass_plan(*hourglass_parse(c.cfg.hourglass.hierarchy)), 0, emb);
+}
+
+#define ATTNSCOPE_HOURGLASS_INSTANTIATE(T)                                                     \
+  template Var<T> hourglass_shorten<T>(Tape<T>&, const Ctx<T>&, int, const Var<T>&, int64_t);  \
+  template Var<T> hourglass_upsample<T>(Tape<T>&, const Ctx<T>&, int, const Var<T>&, int64_t); \
+  template Var<T> hourglass_hidden<T>(Tape<T>&, const Ctx<T>&, const Var<T>&);
+ATTNSCOPE_HOURGLASS_INSTANTIATE(float)
+ATTNSCOPE_HOURGLASS_INSTANTIATE(double)
+#undef ATTNSCOPE_HOURGLASS_INSTANTIATE
+
+}  // namespace train
+
 namespace {
 
 // Levels are indexed 0 .. 2S (S = the middle); down level s and up level 2S - s share the
@@ -45,15 +213,15 @@ class HourglassState : public DecodeState {
   std::vector<float> x;        // (D) the residual stream of the current full-resolution position
 };
 
-class HourglassModel : public Model {
+class HourglassModel : public GraphModel {
  public:
-  HourglassModel(ModelConfig cfg, WeightMap w) : Model(std::move(cfg), std::move(w)) {
+  HourglassModel(ModelConfig cfg, WeightMap w)
+      : GraphModel(std::move(cfg), std::move(w)), ctx_(infer_ctx(nullptr)) {
     cp_ = common_params(w_, cfg_);
     const auto levels = *hourglass_parse(cfg_.hourglass.hierarchy);
     middle_ = static_cast<int>(levels.size() / 2);
     int block = 0;
     for (const HourglassLevel& lv : levels) {
-      first_block_.push_back(block);
       blocks_.emplace_back();
       for (int l = 0; l < lv.layers; ++l)
         blocks_.back().push_back(block_params(w_, "blocks." + std::to_string(block++) + "."));
@@ -61,44 +229,12 @@ class HourglassModel : public Model {
     int64_t len = cfg_.seq_len();
     for (int s = 0; s <= middle_; ++s) {
       lens_.push_back(len);
-      factors_.push_back(levels[static_cast<size_t>(s)].factor);
       if (s == middle_) break;
       const int k =
           levels[static_cast<size_t>(s + 1)].factor / levels[static_cast<size_t>(s)].factor;
       ks_.push_back(k);
       len = (len + k - 1) / k;
-      const std::string i = std::to_string(s);
-      const bool lin_pool = cfg_.hourglass.pool == HourglassPool::kLinear;
-      const bool lin_up = cfg_.hourglass.upsample == HourglassUpsample::kLinear;
-      shorten_.push_back({lin_pool ? weight_ptr(w_, "shorten." + i + ".weight") : nullptr,
-                          lin_pool ? weight_ptr(w_, "shorten." + i + ".bias") : nullptr});
-      upsample_.push_back({lin_up ? weight_ptr(w_, "upsample." + i + ".weight") : nullptr,
-                           lin_up ? weight_ptr(w_, "upsample." + i + ".bias") : nullptr});
     }
-  }
-
-  Status forward(const uint8_t* x, int64_t n, Tensor* logits, int64_t* first_row,
-                 const CancelFlag* cancel) const override {
-    if (n < 1 || n > cfg_.seq_len())
-      return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
-                              std::to_string(cfg_.seq_len()));
-    // h is the full-resolution residual stream (n, D).
-    Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
-    embed_inputs(cp_, cfg_, x, 0, n, h.data());
-    ATTN_RETURN_IF_ERROR(depth_forward(0, h.data(), n, cancel, nullptr));
-    *logits = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
-    head_forward(cp_, cfg_, h.data(), n, logits->data());
-    *first_row = 0;
-    return Status::ok();
-  }
-
-  Status attention_layer(const uint8_t* x, int64_t n, int layer,
-                         const AttnLayerFn& fn) const override {
-    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers));
-    Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
-    embed_inputs(cp_, cfg_, x, 0, n, h.data());
-    AttnTap tap{layer, &fn};
-    return depth_forward(0, h.data(), n, nullptr, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -132,90 +268,7 @@ class HourglassModel : public Model {
   }
 
  private:
-  struct Linear {
-    const float *w, *b;  // null for average pooling / repeat upsampling
-  };
-
   int depth_of(int level) const { return std::min(level, 2 * middle_ - level); }
-
-  // cat (rows, k*D) -> g (rows, D): the mean of the k vectors, or cat W + b (linear pooling).
-  void pool(int s, const float* cat, int64_t rows, float* g) const {
-    const int64_t D = cfg_.dim, k = ks_[static_cast<size_t>(s)];
-    const Linear& lin = shorten_[static_cast<size_t>(s)];
-    if (lin.w) {
-      op_matmul(cat, lin.w, g, rows, k * D, D);
-      op_add_bias(g, lin.b, rows, D);
-      return;
-    }
-    std::fill(g, g + rows * D, 0.0f);
-    for (int64_t t = 0; t < rows; ++t)
-      for (int64_t r = 0; r < k; ++r)
-        for (int64_t c = 0; c < D; ++c) g[t * D + c] += cat[(t * k + r) * D + c];
-    const float inv = 1.0f / static_cast<float>(k);
-    for (int64_t e = 0; e < rows * D; ++e) g[e] *= inv;
-  }
-
-  // g (rows, D) -> u (rows, k*D): row t copied k times, or g W + b (linear upsampling); the
-  // r-th D-wide slice of row t belongs to position t*k + r of the longer sequence.
-  void upsample(int s, const float* g, int64_t rows, float* u) const {
-    const int64_t D = cfg_.dim, k = ks_[static_cast<size_t>(s)];
-    const Linear& lin = upsample_[static_cast<size_t>(s)];
-    if (lin.w) {
-      op_matmul(g, lin.w, u, rows, D, k * D);
-      op_add_bias(u, lin.b, rows, k * D);
-      return;
-    }
-    for (int64_t t = 0; t < rows; ++t)
-      for (int64_t r = 0; r < k; ++r) std::copy(g + t * D, g + (t + 1) * D, u + (t * k + r) * D);
-  }
-
-  // h (len, D) in place through the blocks of one level. A tap names a block by its index in
-  // hierarchy order; the level's rows are described at its depth's resolution: row t serves
-  // positions t*K .. t*K+K-1 on the way up and pools positions t*K-K+1 .. t*K (K its factor).
-  Status level_forward(int level, float* h, int64_t len, const CancelFlag* cancel,
-                       AttnTap* tap) const {
-    const int H = cfg_.heads, d = cfg_.head_dim();
-    AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t n) {
-      return attn_dense_forward_cpu(q, k, v, o, H, n, n, d, 0, &stats_);
-    };
-    const int depth = depth_of(level);
-    const int64_t factor = factors_[static_cast<size_t>(depth)];
-    AttnLayerView view;
-    view.heads = H;
-    view.d = d;
-    view.stride = factor;
-    view.key_offset = 1 - factor;
-    view.key_space = depth == 0 ? "positions" : "level " + std::to_string(depth);
-    const auto& blocks = blocks_[static_cast<size_t>(level)];
-    for (size_t b = 0; b < blocks.size() && !(tap && tap->done); ++b) {
-      if (cancel && cancel->load()) return cancelled("forward cancelled");
-      const int index = first_block_[static_cast<size_t>(level)] + static_cast<int>(b);
-      ATTN_RETURN_IF_ERROR(
-          block_forward(blocks[b], cfg_, h, len, attn_tapped(attn, tap, index, view)));
-    }
-    return Status::ok();
-  }
-
-  // h (len, D) in place at depth s: down level s, then (when s < S) shorten, the inner depths,
-  // upsample plus residual, and up level 2S - s. Returns as soon as a tap is done.
-  Status depth_forward(int s, float* h, int64_t len, const CancelFlag* cancel, AttnTap* tap) const {
-    ATTN_RETURN_IF_ERROR(level_forward(s, h, len, cancel, tap));
-    if (s == middle_ || (tap && tap->done)) return Status::ok();
-    const int64_t D = cfg_.dim, k = ks_[static_cast<size_t>(s)], short_len = (len + k - 1) / k;
-    // cat (short_len, k*D) = h shifted right by k-1: row j = t*k + r of the (short_len*k, D)
-    // view holds h[j - k + 1] (zeros before 0), so shortened t pools h[t*k-k+1 .. t*k], all
-    // < len. g is (short_len, D); u is (short_len, k*D) = (short_len*k, D).
-    Tensor cat = Tensor::zeros({short_len, k * D}, MemCategory::kActivations);
-    Tensor g = Tensor::zeros({short_len, D}, MemCategory::kActivations);
-    Tensor u = Tensor::zeros({short_len, k * D}, MemCategory::kActivations);
-    std::copy(h, h + (short_len * k - (k - 1)) * D, cat.data() + (k - 1) * D);
-    pool(s, cat.data(), short_len, g.data());
-    ATTN_RETURN_IF_ERROR(depth_forward(s + 1, g.data(), short_len, cancel, tap));
-    if (tap && tap->done) return Status::ok();
-    upsample(s, g.data(), short_len, u.data());
-    op_add(h, u.data(), len * D);  // truncated to len: the residual from before shortening
-    return level_forward(2 * middle_ - s, h, len, cancel, tap);
-  }
 
   void level_decode(HourglassState& st, int level, float* x, int64_t i) const {
     const int H = cfg_.heads, d = cfg_.head_dim();
@@ -238,15 +291,19 @@ class HourglassModel : public Model {
     float* up = st.up[static_cast<size_t>(s)].data();
     std::copy(x, x + D, recent + (i % k) * D);
     if (i % k == 0) {
-      // cat (k*D): positions i-k+1 .. i (zeros before 0); g (D).
-      ActivationVector<float> cat(static_cast<size_t>(k * D), 0.0f), g(static_cast<size_t>(D));
+      // cat (k, D): positions i-k+1 .. i (zeros before 0); g (1, D); u (k, D). Shortening and
+      // upsampling are the forward's own ops on a quiet tape.
+      train::Tape<float> tape(false);
+      train::Var<float> cat = train::make_var<float>(k, D, false);
       for (int64_t r = 0; r < k; ++r) {
         const int64_t src = i - k + 1 + r;
-        if (src >= 0) std::copy(recent + (src % k) * D, recent + (src % k + 1) * D, &cat[r * D]);
+        if (src >= 0)
+          std::copy(recent + (src % k) * D, recent + (src % k + 1) * D, cat->data.data() + r * D);
       }
-      pool(s, cat.data(), 1, g.data());
-      depth_decode(st, s + 1, g.data(), i / k);
-      upsample(s, g.data(), 1, up);
+      train::Var<float> g = train::hourglass_shorten(tape, ctx_, s, cat, k);
+      depth_decode(st, s + 1, g->data.data(), i / k);
+      train::Var<float> u = train::hourglass_upsample(tape, ctx_, s, g, k);
+      std::copy(u->data.begin(), u->data.end(), up);
     }
     op_add(x, up + (i % k) * D, D);
     level_decode(st, 2 * middle_ - s, x, i);
@@ -255,11 +312,9 @@ class HourglassModel : public Model {
   CommonParams cp_;
   int middle_ = 0;                                // S
   std::vector<std::vector<BlockParams>> blocks_;  // [level 0 .. 2S][block]
-  std::vector<int> first_block_;                  // [level]: its first block's global index
-  std::vector<int64_t> factors_;                  // [depth 0 .. S]: total shortening factor
   std::vector<int64_t> lens_;                     // [depth 0 .. S]: sequence length at seq_len
   std::vector<int> ks_;                           // [depth s < S]: shortening factor to s + 1
-  std::vector<Linear> shorten_, upsample_;        // [depth s < S]
+  train::Ctx<float> ctx_;                         // for shortening and upsampling in decode
 };
 
 }  // namespace

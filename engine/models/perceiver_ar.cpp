@@ -1,11 +1,14 @@
 // Perceiver AR family: a causal cross-attention from the last M positions (the latents) to
-// the whole context, then a causal self-attention stack over the latents only; forward and the
-// cached decode whose sliding-window semantics are written down at PerceiverModel::decode_step.
+// the whole context, then a causal self-attention stack over the latents only; one forward (the
+// graph, with cross dropout for training) and the cached decode whose sliding-window semantics are
+// written down at PerceiverModel::decode_step.
 #include <algorithm>
 #include <cstring>
 
+#include "core/rng.h"
 #include "models/common.h"
 #include "models/families.h"
+#include "models/graph_model.h"
 #include "ops/ops.h"
 
 namespace attnscope {
@@ -28,6 +31,127 @@ void perceiver_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) 
     block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out);
 }
 
+namespace train {
+namespace {
+
+// The context rows kept by cross dropout: runs [begin, end) of positions <
+// first, in order.
+using Runs = std::vector<std::pair<int64_t, int64_t>>;
+Runs kept_context(int64_t first, double rate, uint64_t seed) {
+  const int64_t drop = std::min<int64_t>(
+      first, static_cast<int64_t>(std::floor(rate * static_cast<double>(first) + 0.5)));
+  if (drop <= 0) return {{0, first}};
+  // The dropped positions: the first `drop` of a seeded partial Fisher-Yates
+  // shuffle.
+  std::vector<int64_t> idx(static_cast<size_t>(first));
+  for (int64_t i = 0; i < first; ++i) idx[static_cast<size_t>(i)] = i;
+  Rng rng(derive_seed(seed, 0x7065726365ull));
+  for (int64_t i = 0; i < drop; ++i) {
+    const int64_t j = i + static_cast<int64_t>(rng.next_u64() % static_cast<uint64_t>(first - i));
+    std::swap(idx[static_cast<size_t>(i)], idx[static_cast<size_t>(j)]);
+  }
+  std::vector<char> dropped(static_cast<size_t>(first), 0);
+  for (int64_t i = 0; i < drop; ++i) dropped[static_cast<size_t>(idx[static_cast<size_t>(i)])] = 1;
+  Runs runs;
+  for (int64_t p = 0; p < first;) {
+    if (dropped[static_cast<size_t>(p)]) {
+      ++p;
+      continue;
+    }
+    int64_t e = p;
+    while (e < first && !dropped[static_cast<size_t>(e)]) ++e;
+    runs.push_back({p, e});
+    p = e;
+  }
+  return runs;
+}
+
+// The cross layer: emb (n, D) -> z (n - first, D). The latents (rows
+// first..n-1) query LN_q(emb) Wq; keys and values are LN_kv of the kept context
+// rows followed by every latent row, causal with the query offset = the number
+// of kept context rows (first without dropout).
+template <typename T>
+Var<T> cross_layer(Tape<T>& t, const ParamSet<T>& p, const Var<T>& emb, int64_t first,
+                   const Runs& runs, int heads, bool store, int chunks, AttnInfer* infer) {
+  const int64_t n = emb->rows, rows = n - first;
+  Var<T> latent = first == 0 ? emb : slice_rows(t, emb, first, rows);
+  // src is (kept + rows, D): the inputs the latents may read.
+  Var<T> src = emb;
+  int64_t kept = first;
+  if (!(runs.size() == 1 && runs[0].first == 0 && runs[0].second == first)) {
+    std::vector<Var<T>> parts;
+    kept = 0;
+    for (const auto& [b, e] : runs) {
+      parts.push_back(slice_rows(t, emb, b, e - b));
+      kept += e - b;
+    }
+    parts.push_back(latent);
+    src = concat_rows(t, parts);
+  }
+  Var<T> hk = layernorm(t, src, param(p, "cross.ln_kv.weight"), param(p, "cross.ln_kv.bias"));
+  Var<T> k = linear(t, hk, param(p, "cross.attn.wk"), Var<T>());
+  Var<T> v = linear(t, hk, param(p, "cross.attn.wv"), Var<T>());
+  Var<T> hq = layernorm(t, latent, param(p, "cross.ln_q.weight"), param(p, "cross.ln_q.bias"));
+  Var<T> q = linear(t, hq, param(p, "cross.attn.wq"), Var<T>());
+  TrainAttnSpec spec;
+  spec.kind = TrainAttnKind::kCausal;
+  spec.q_offset = kept;
+  spec.store_probs = store;
+  // The views' layer 0: latent row r (position first + r) reads inputs j <= first + r.
+  spec.infer = infer;
+  spec.view_layer = 0;
+  spec.view.causal_offset = spec.view.query_offset = first;
+  spec.view.key_space = "inputs";
+  Var<T> o = attention(t, q, k, v, heads, spec);
+  if (infer && infer->finished()) return latent;
+  Var<T> z = add(t, latent, linear(t, o, param(p, "cross.attn.wo"), Var<T>()));
+  return add(t, z, ffn_block(t, p, "cross.", z, chunks));
+}
+
+}  // namespace
+
+template <typename T>
+Var<T> perceiver_latents(Tape<T>& t, const Ctx<T>& c, Var<T> z, int64_t first) {
+  for (int l = 0; l < c.cfg.layers; ++l) {
+    // The views' layer l + 1: latent rows at positions first .. attend to each other.
+    AttnLayerView view;
+    view.query_offset = view.key_offset = first;
+    view.key_space = "latents";
+    view.kind_layer = l;
+    z = run_block(t, c, block_prefix(l), z, c.described(causal_spec(c, 0), l + 1, view));
+  }
+  return z;
+}
+
+template <typename T>
+Var<T> perceiver_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb, int64_t first) {
+  const double rate =
+      c.opt.cross_dropout >= 0 ? c.opt.cross_dropout : c.cfg.perceiver.cross_dropout;
+  const Runs runs = kept_context(first, rate, c.opt.dropout_seed);
+  const int heads = c.cfg.heads, chunks = c.opt.ff_chunks;
+  const bool store = c.opt.store_attention;
+  AttnInfer* infer = c.opt.infer;
+  Var<T> z;
+  if (c.opt.recompute_blocks) {
+    SubGraph<T> fn = [ps = c.p, first, runs, heads, store, chunks](Tape<T>& tt,
+                                                                   const std::vector<Var<T>>& in) {
+      return cross_layer(tt, *ps, in[0], first, runs, heads, store, chunks, nullptr);
+    };
+    z = checkpoint(t, {emb}, fn);
+  } else {
+    z = cross_layer(t, *c.p, emb, first, runs, heads, store, chunks, infer);
+  }
+  return perceiver_latents(t, c, z, first);
+}
+
+template Var<float> perceiver_hidden<float>(Tape<float>&, const Ctx<float>&, const Var<float>&,
+                                            int64_t);
+template Var<double> perceiver_hidden<double>(Tape<double>&, const Ctx<double>&, const Var<double>&,
+                                              int64_t);
+template Var<float> perceiver_latents<float>(Tape<float>&, const Ctx<float>&, Var<float>, int64_t);
+
+}  // namespace train
+
 namespace {
 
 class PerceiverState : public DecodeState {
@@ -38,9 +162,9 @@ class PerceiverState : public DecodeState {
   std::vector<float> x;         // (D) the residual stream of the current position
 };
 
-class PerceiverModel : public Model {
+class PerceiverModel : public GraphModel {
  public:
-  PerceiverModel(ModelConfig cfg, WeightMap w) : Model(std::move(cfg), std::move(w)) {
+  PerceiverModel(ModelConfig cfg, WeightMap w) : GraphModel(std::move(cfg), std::move(w)) {
     cp_ = common_params(w_, cfg_);
     cross_ = {weight_ptr(w_, "cross.ln_q.weight"), weight_ptr(w_, "cross.ln_q.bias"),
               weight_ptr(w_, "cross.attn.wq"),     weight_ptr(w_, "cross.attn.wk"),
@@ -52,37 +176,6 @@ class PerceiverModel : public Model {
     ln_kv_b_ = weight_ptr(w_, "cross.ln_kv.bias");
     for (int l = 0; l < cfg_.layers; ++l)
       blocks_.push_back(block_params(w_, "blocks." + std::to_string(l) + "."));
-  }
-
-  Status forward(const uint8_t* x, int64_t n, Tensor* logits, int64_t* first_row,
-                 const CancelFlag* cancel) const override {
-    if (n < 1 || n > cfg_.seq_len())
-      return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
-                              std::to_string(cfg_.seq_len()));
-    const int64_t rows = std::min<int64_t>(cfg_.perceiver.latents, n), first = n - rows;
-    // emb is (n, D): every input; z is (rows, D): the latents at positions first .. n-1.
-    Tensor emb = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
-    Tensor z = Tensor::zeros({rows, cfg_.dim}, MemCategory::kActivations);
-    embed_inputs(cp_, cfg_, x, 0, n, emb.data());
-    ATTN_RETURN_IF_ERROR(cross_forward(emb.data(), n, first, z.data(), nullptr));
-    ATTN_RETURN_IF_ERROR(latents_forward(z.data(), rows, cancel, first, nullptr));
-    *logits = Tensor::zeros({rows, kVocab}, MemCategory::kActivations);
-    head_forward(cp_, cfg_, z.data(), rows, logits->data());
-    *first_row = first;
-    return Status::ok();
-  }
-
-  Status attention_layer(const uint8_t* x, int64_t n, int layer,
-                         const AttnLayerFn& fn) const override {
-    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers + 1));
-    const int64_t rows = std::min<int64_t>(cfg_.perceiver.latents, n), first = n - rows;
-    Tensor emb = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
-    Tensor z = Tensor::zeros({rows, cfg_.dim}, MemCategory::kActivations);
-    embed_inputs(cp_, cfg_, x, 0, n, emb.data());
-    AttnTap tap{layer, &fn};
-    ATTN_RETURN_IF_ERROR(cross_forward(emb.data(), n, first, z.data(), &tap));
-    if (tap.done) return Status::ok();
-    return latents_forward(z.data(), rows, nullptr, first, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -102,7 +195,7 @@ class PerceiverModel : public Model {
   // both are cached once and never recomputed. While p < M the window only grows: one new
   // latent runs through the latent stack against its per-layer KV caches. From p = M on the
   // window [p-M+1, p] slides by one each step, which changes every latent's context, so the
-  // latent stack is recomputed over the M cached z's (block_forward over M rows).
+  // latent stack is recomputed over the M cached z's (perceiver_latents over M rows).
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<PerceiverState&>(base);
     const int64_t p = st.pos, M = cfg_.perceiver.latents, D = cfg_.dim;
@@ -125,19 +218,29 @@ class PerceiverModel : public Model {
       head_forward(cp_, cfg_, st.x.data(), 1, logits);
     } else {
       // win is (M, D): the cached z's of positions p-M+1 .. p in order.
-      Tensor win = Tensor::zeros({M, D}, MemCategory::kActivations);
+      train::Var<float> win = train::make_var<float>(M, D, false);
       for (int64_t r = 0; r < M; ++r) {
         const float* src = st.z.data() + ((p - M + 1 + r) % M) * D;
-        std::copy(src, src + D, win.data() + r * D);
+        std::copy(src, src + D, win->data.data() + r * D);
       }
-      ATTN_RETURN_IF_ERROR(latents_forward(win.data(), M, nullptr, p - M + 1, nullptr));
-      head_forward(cp_, cfg_, win.data() + (M - 1) * D, 1, logits);
+      ATTN_RETURN_IF_ERROR(latents_window(win, p - M + 1));
+      head_forward(cp_, cfg_, win->data.data() + (M - 1) * D, 1, logits);
     }
     ++st.pos;
     return Status::ok();
   }
 
  private:
+  // win (M, D) in place through the latent stack (the family's one definition), the latents at
+  // positions first .. first + M - 1.
+  Status latents_window(train::Var<float>& win, int64_t first) const {
+    train::Tape<float> tape(false);
+    train::AttnInfer infer;
+    infer.stats = &stats_;
+    win = train::perceiver_latents(tape, infer_ctx(&infer), win, first);
+    return infer.status;
+  }
+
   // z (rows, D) in place: z += FFN(LN2 z), the cross layer's feed-forward half.
   void cross_ffn(float* z, int64_t rows) const {
     const int D = cfg_.dim;
@@ -147,53 +250,6 @@ class PerceiverModel : public Model {
     op_layernorm(z, cross_.ln2_g, cross_.ln2_b, h.data(), rows, D);
     ffn_forward(cross_, h.data(), f.data(), rows, D, cfg_.ff_dim);
     op_add(z, f.data(), rows * D);
-  }
-
-  // emb (n, D) -> z (n - first, D): latent at position p = first + m attends to inputs j <= p.
-  // A tap on layer 0 gets the cross-attention's q, k, v and output, and the layer stops there.
-  Status cross_forward(const float* emb, int64_t n, int64_t first, float* z, AttnTap* tap) const {
-    const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim();
-    const int64_t rows = n - first;
-    // hk, t are (n, D); hq is (rows, D); kh, vh are (H, n, d); qh, oh are (H, rows, d).
-    Tensor hk = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor t = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor hq = Tensor::zeros({rows, D}, MemCategory::kActivations);
-    Tensor kh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    Tensor vh = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    Tensor qh = Tensor::zeros({H, rows, d}, MemCategory::kActivations);
-    Tensor oh = Tensor::zeros({H, rows, d}, MemCategory::kActivations);
-    op_layernorm(emb, ln_kv_g_, ln_kv_b_, hk.data(), n, D);
-    op_matmul(hk.data(), cross_.wk, t.data(), n, D, D);
-    op_split_heads(t.data(), kh.data(), n, H, d);
-    op_matmul(hk.data(), cross_.wv, t.data(), n, D, D);
-    op_split_heads(t.data(), vh.data(), n, H, d);
-    const float* latent_emb = emb + first * D;
-    op_layernorm(latent_emb, cross_.ln1_g, cross_.ln1_b, hq.data(), rows, D);
-    op_matmul(hq.data(), cross_.wq, t.data(), rows, D, D);
-    op_split_heads(t.data(), qh.data(), rows, H, d);
-    ATTN_RETURN_IF_ERROR(attn_dense_forward_cpu(qh.data(), kh.data(), vh.data(), oh.data(), H, rows,
-                                                n, d, first, &stats_));
-    if (tap && tap->layer == 0) {
-      AttnLayerView view;
-      view.q = qh.data();
-      view.k = kh.data();
-      view.v = vh.data();
-      view.o = oh.data();
-      view.heads = H;
-      view.d = d;
-      view.nq = rows;
-      view.nk = n;
-      view.causal_offset = first;
-      view.query_offset = first;
-      view.key_space = "inputs";
-      tap->done = true;
-      return (*tap->fn)(view);
-    }
-    op_merge_heads(oh.data(), t.data(), rows, H, d);
-    std::copy(latent_emb, latent_emb + rows * D, z);
-    op_matmul(t.data(), cross_.wo, z, rows, D, D, /*accumulate=*/true);
-    cross_ffn(z, rows);
-    return Status::ok();
   }
 
   // The cross layer for position p alone: appends p's K/V to st.cross and writes z_p (D).
@@ -217,28 +273,6 @@ class PerceiverModel : public Model {
     std::copy(e.begin(), e.end(), zp);
     op_matmul(o.data(), cross_.wo, zp, 1, D, D, /*accumulate=*/true);
     cross_ffn(zp, 1);
-  }
-
-  // z (rows, D) in place through the latent self-attention stack (dense causal); the latents
-  // sit at positions first .. first + rows - 1. With a tap on layer l >= 1, up to block l - 1.
-  Status latents_forward(float* z, int64_t rows, const CancelFlag* cancel, int64_t first,
-                         AttnTap* tap) const {
-    const int H = cfg_.heads, d = cfg_.head_dim();
-    AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t len) {
-      return attn_dense_forward_cpu(q, k, v, o, H, len, len, d, 0, &stats_);
-    };
-    AttnLayerView view;
-    view.heads = H;
-    view.d = d;
-    view.query_offset = view.key_offset = first;
-    view.key_space = "latents";
-    for (size_t l = 0; l < blocks_.size() && !(tap && tap->done); ++l) {
-      if (cancel && cancel->load()) return cancelled("forward cancelled");
-      view.kind_layer = static_cast<int>(l);
-      ATTN_RETURN_IF_ERROR(block_forward(blocks_[l], cfg_, z, rows,
-                                         attn_tapped(attn, tap, static_cast<int>(l) + 1, view)));
-    }
-    return Status::ok();
   }
 
   CommonParams cp_;

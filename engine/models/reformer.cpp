@@ -1,6 +1,7 @@
 // The Reformer family: blocks of shared-QK LSH attention and a position-chunked FFN on a
-// reversible (or plain pre-LN) residual; chunked LSH for the full forward, trax's predict
-// scheme (cached layer inputs and bucket ids, K/V recomputed on demand) for decoding.
+// reversible (or plain pre-LN) residual; one forward (the graph: chunked LSH, the reversible
+// backward for training) and trax's predict scheme (cached layer inputs and bucket ids, K/V
+// recomputed on demand) for decoding.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "models/common.h"
 #include "models/families.h"
+#include "models/graph_model.h"
 #include "ops/ops.h"
 
 namespace attnscope {
@@ -19,6 +21,89 @@ void reformer_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
     block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out,
                       /*shared_qk=*/true);
 }
+
+namespace train {
+
+// Reversible: X1 = X2 = embedding; Y1 = X1 + Attn(LN1 X2) Wo, Y2 = X2 + FFN(LN2
+// Y1); the hidden rows are (Y1 + Y2) / 2. Plain: pre-LN blocks. Rotations as
+// ReformerModel draws them. An inference graph (no reversible backward, no recomputation)
+// takes the plain two-stream loop, which stops at the inspected layer.
+template <typename T>
+Var<T> reformer_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb) {
+  const ModelConfig& cfg = c.cfg;
+  const int heads = cfg.heads, chunks = c.opt.ff_chunks;
+  const int64_t n = emb->rows;
+  std::vector<TrainAttnSpec> specs;
+  std::vector<Rotations> rots;
+  for (int l = 0; l < cfg.layers; ++l) {
+    TrainAttnSpec s;
+    s.kind = TrainAttnKind::kLsh;
+    s.lsh = {cfg.lsh.n_hashes, cfg.lsh.chunk, cfg.lsh.n_buckets};
+    auto rot = std::make_shared<const std::vector<float>>(
+        attn_lsh_rotations(cfg.seed, l, s.lsh.n_hashes, cfg.head_dim(), s.lsh.n_buckets));
+    s.rotations = rot->data();
+    s.store_probs = c.opt.store_attention;
+    specs.push_back(c.described(s, l, positions_view(l)));
+    rots.push_back(rot);
+  }
+  const auto pre = block_prefix;
+
+  if (!cfg.lsh.reversible) {
+    Var<T> h = emb;
+    for (int l = 0; l < cfg.layers; ++l)
+      h = run_block(t, c, pre(l), h, specs[static_cast<size_t>(l)], rots[static_cast<size_t>(l)]);
+    return h;
+  }
+
+  // F and G of block l as sub-graphs of one input.
+  auto f_of = [&](int l) -> SubGraph<T> {
+    return [ps = c.p, p = pre(l), heads, spec = specs[static_cast<size_t>(l)],
+            rot = rots[static_cast<size_t>(l)]](Tape<T>& tt, const std::vector<Var<T>>& in) {
+      return attn_half(tt, *ps, p, in[0], heads, spec, rot);
+    };
+  };
+  auto g_of = [&](int l) -> SubGraph<T> {
+    return [ps = c.p, p = pre(l), chunks](Tape<T>& tt, const std::vector<Var<T>>& in) {
+      return ffn_block(tt, *ps, p, in[0], chunks);
+    };
+  };
+
+  Var<T> y1, y2;
+  if (c.opt.reversible) {
+    std::vector<RevBlock<T>> blocks;
+    for (int l = 0; l < cfg.layers; ++l) blocks.push_back({f_of(l), g_of(l)});
+    std::tie(y1, y2) = reversible_stack(t, emb, emb, blocks);
+  } else if (c.opt.recompute_blocks) {
+    // The two streams stacked as one (2n, D) state, so that a block is one
+    // checkpoint.
+    Var<T> s = concat_rows(t, std::vector<Var<T>>{emb, emb});
+    for (int l = 0; l < cfg.layers; ++l) {
+      SubGraph<T> fn = [f = f_of(l), g = g_of(l), n](Tape<T>& tt, const std::vector<Var<T>>& in) {
+        Var<T> x1 = slice_rows(tt, in[0], 0, n);
+        Var<T> x2 = slice_rows(tt, in[0], n, n);
+        Var<T> a = add(tt, x1, f(tt, {x2}));
+        Var<T> b = add(tt, x2, g(tt, {a}));
+        return concat_rows(tt, std::vector<Var<T>>{a, b});
+      };
+      s = checkpoint(t, {s}, fn);
+    }
+    y1 = slice_rows(t, s, 0, n);
+    y2 = slice_rows(t, s, n, n);
+  } else {
+    y1 = emb;
+    y2 = emb;
+    for (int l = 0; l < cfg.layers && !c.stopped(); ++l) {
+      y1 = add(t, y1, f_of(l)(t, {y2}));
+      y2 = add(t, y2, g_of(l)(t, {y1}));
+    }
+  }
+  return scale(t, add(t, y1, y2), T(0.5));
+}
+
+template Var<float> reformer_hidden<float>(Tape<float>&, const Ctx<float>&, const Var<float>&);
+template Var<double> reformer_hidden<double>(Tape<double>&, const Ctx<double>&, const Var<double>&);
+
+}  // namespace train
 
 namespace {
 
@@ -59,9 +144,9 @@ void normalise(float* y, int d) {
   for (int c = 0; c < d; ++c) y[c] = static_cast<float>(y[c] * inv);
 }
 
-class ReformerModel : public Model {
+class ReformerModel : public GraphModel {
  public:
-  ReformerModel(ModelConfig cfg, WeightMap w) : Model(std::move(cfg), std::move(w)) {
+  ReformerModel(ModelConfig cfg, WeightMap w) : GraphModel(std::move(cfg), std::move(w)) {
     cp_ = common_params(w_, cfg_);
     spec_ = {cfg_.lsh.n_hashes, cfg_.lsh.chunk, cfg_.lsh.n_buckets};
     for (int l = 0; l < cfg_.layers; ++l) {
@@ -82,42 +167,6 @@ class ReformerModel : public Model {
       rotations_.push_back(
           attn_lsh_rotations(cfg_.seed, l, spec_.n_hashes, cfg_.head_dim(), spec_.n_buckets));
     }
-  }
-
-  // Reversible: X1 = X2 = embedding; per block Y1 = X1 + Attn(LN1 X2), Y2 = X2 + FFN(LN2 Y1);
-  // logits from (Y1 + Y2) / 2. Plain: x += Attn(LN1 x); x += FFN(LN2 x). Both streams are
-  // kept whole here (no backward pass runs in this engine, so nothing is rebuilt from Y).
-  Status forward(const uint8_t* x, int64_t n, Tensor* logits, int64_t* first_row,
-                 const CancelFlag* cancel) const override {
-    if (n < 1 || n > cfg_.seq_len())
-      return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
-                              std::to_string(cfg_.seq_len()));
-    const int D = cfg_.dim;
-    const bool rev = cfg_.lsh.reversible;
-    // x1, x2 are (n, D).
-    Tensor x1 = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor x2 = rev ? Tensor::zeros({n, D}, MemCategory::kActivations) : x1;
-    embed_inputs(cp_, cfg_, x, 0, n, x1.data());
-    if (rev) std::memcpy(x2.data(), x1.data(), sizeof(float) * n * D);
-    ATTN_RETURN_IF_ERROR(blocks_forward(x1.data(), x2.data(), n, cancel, nullptr));
-    if (rev)
-      for (int64_t e = 0; e < n * D; ++e) x1.data()[e] = 0.5f * (x1.data()[e] + x2.data()[e]);
-    *logits = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
-    head_forward(cp_, cfg_, x1.data(), n, logits->data());
-    *first_row = 0;
-    return Status::ok();
-  }
-
-  Status attention_layer(const uint8_t* x, int64_t n, int layer,
-                         const AttnLayerFn& fn) const override {
-    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers));
-    const int D = cfg_.dim;
-    Tensor x1 = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor x2 = cfg_.lsh.reversible ? Tensor::zeros({n, D}, MemCategory::kActivations) : x1;
-    embed_inputs(cp_, cfg_, x, 0, n, x1.data());
-    if (cfg_.lsh.reversible) std::memcpy(x2.data(), x1.data(), sizeof(float) * n * D);
-    AttnTap tap{layer, &fn};
-    return blocks_forward(x1.data(), x2.data(), n, nullptr, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -191,51 +240,6 @@ class ReformerModel : public Model {
   }
 
  private:
-  // The residual streams x1, x2 (n, D) (one stream when x1 == x2) through the blocks; with a
-  // tap, up to its layer only, whose LSH call also records its buckets and order.
-  Status blocks_forward(float* x1, float* x2, int64_t n, const CancelFlag* cancel,
-                        AttnTap* tap) const {
-    const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim();
-    // h, t are (n, D); qk, v, o are (H, n, d).
-    Tensor h = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor t = Tensor::zeros({n, D}, MemCategory::kActivations);
-    Tensor qk = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    Tensor v = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    Tensor o = Tensor::zeros({H, n, d}, MemCategory::kActivations);
-    for (int l = 0; l < cfg_.layers; ++l) {
-      if (cancel && cancel->load()) return cancelled("forward cancelled");
-      const ReformerBlock& b = blocks_[static_cast<size_t>(l)];
-      const bool tapped = tap && tap->layer == l;
-      LshTrace trace;
-      op_layernorm(x2, b.ln1_g, b.ln1_b, h.data(), n, D);
-      op_matmul(h.data(), b.wqk, t.data(), n, D, D);
-      op_split_heads(t.data(), qk.data(), n, H, d);
-      op_matmul(h.data(), b.wv, t.data(), n, D, D);
-      op_split_heads(t.data(), v.data(), n, H, d);
-      ATTN_RETURN_IF_ERROR(attn_lsh_forward_cpu(qk.data(), v.data(), o.data(), H, n, d, spec_,
-                                                rotations_[static_cast<size_t>(l)].data(),
-                                                tapped ? &trace : nullptr, &stats_));
-      if (tapped) {
-        AttnLayerView view;
-        view.q = view.k = qk.data();
-        view.v = v.data();
-        view.o = o.data();
-        view.heads = H;
-        view.d = d;
-        view.nq = view.nk = n;
-        view.key_space = "positions";
-        view.kind_layer = l;
-        view.lsh = &trace;
-        tap->done = true;
-        return (*tap->fn)(view);
-      }
-      op_merge_heads(o.data(), t.data(), n, H, d);
-      op_matmul(t.data(), b.wo, x1, n, D, D, /*accumulate=*/true);
-      ffn_chunked(b, x1, x2, n);
-    }
-    return Status::ok();
-  }
-
   // x2 (n, D) += FFN(LN2 x1) in cfg.lsh.ff_chunks chunks of positions (x2 == x1 for the
   // plain residual); only one chunk's (rows, F) hidden activations exist at a time.
   void ffn_chunked(const ReformerBlock& b, const float* x1, float* x2, int64_t n) const {

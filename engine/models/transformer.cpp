@@ -1,9 +1,9 @@
 // Dense and Sparse Transformer families: a stack of pre-LN blocks whose attention is dense
-// causal or the Sparse Transformer's block-sparse pattern for that layer.
-#include <cstring>
-
+// causal or the Sparse Transformer's block-sparse pattern for that layer. One forward (the
+// graph, for training and inference) and the cached decode step.
 #include "models/common.h"
 #include "models/families.h"
+#include "models/graph_model.h"
 
 namespace attnscope {
 
@@ -11,6 +11,28 @@ void transformer_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out
   for (int l = 0; l < cfg.layers; ++l)
     block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out);
 }
+
+namespace train {
+
+// h (n, D) through the blocks; the views number them 0 .. L-1.
+template <typename T>
+Var<T> transformer_hidden(Tape<T>& t, const Ctx<T>& c, Var<T> h) {
+  for (int l = 0; l < c.cfg.layers; ++l) {
+    TrainAttnSpec spec = causal_spec(c, 0);
+    if (c.cfg.family == Family::kSparse) {
+      spec.kind = TrainAttnKind::kSparse;
+      spec.sparse = c.cfg.sparse;
+      spec.layer = l;
+    }
+    h = run_block(t, c, block_prefix(l), h, c.described(spec, l, positions_view(l)));
+  }
+  return h;
+}
+
+template Var<float> transformer_hidden<float>(Tape<float>&, const Ctx<float>&, Var<float>);
+template Var<double> transformer_hidden<double>(Tape<double>&, const Ctx<double>&, Var<double>);
+
+}  // namespace train
 
 namespace {
 
@@ -20,36 +42,12 @@ class TransformerState : public DecodeState {
   std::vector<float> x;         // (D) the residual stream of the current position
 };
 
-class TransformerModel : public Model {
+class TransformerModel : public GraphModel {
  public:
-  TransformerModel(ModelConfig cfg, WeightMap w) : Model(std::move(cfg), std::move(w)) {
+  TransformerModel(ModelConfig cfg, WeightMap w) : GraphModel(std::move(cfg), std::move(w)) {
     cp_ = common_params(w_, cfg_);
     for (int l = 0; l < cfg_.layers; ++l)
       blocks_.push_back(block_params(w_, "blocks." + std::to_string(l) + "."));
-  }
-
-  Status forward(const uint8_t* x, int64_t n, Tensor* logits, int64_t* first_row,
-                 const CancelFlag* cancel) const override {
-    if (n < 1 || n > cfg_.seq_len())
-      return invalid_argument("sequence of " + std::to_string(n) + " tokens; the model takes 1.." +
-                              std::to_string(cfg_.seq_len()));
-    // h is the residual stream (n, D).
-    Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
-    embed_inputs(cp_, cfg_, x, 0, n, h.data());
-    ATTN_RETURN_IF_ERROR(blocks_forward(h.data(), n, cancel, nullptr));
-    *logits = Tensor::zeros({n, kVocab}, MemCategory::kActivations);
-    head_forward(cp_, cfg_, h.data(), n, logits->data());
-    *first_row = 0;
-    return Status::ok();
-  }
-
-  Status attention_layer(const uint8_t* x, int64_t n, int layer,
-                         const AttnLayerFn& fn) const override {
-    ATTN_RETURN_IF_ERROR(check_attention_layer(cfg_, n, layer, cfg_.layers));
-    Tensor h = Tensor::zeros({n, cfg_.dim}, MemCategory::kActivations);
-    embed_inputs(cp_, cfg_, x, 0, n, h.data());
-    AttnTap tap{layer, &fn};
-    return blocks_forward(h.data(), n, nullptr, &tap);
   }
 
   std::unique_ptr<DecodeState> decode_begin() const override {
@@ -86,27 +84,6 @@ class TransformerModel : public Model {
   }
 
  private:
-  // h (n, D) in place through the blocks; with a tap, up to its layer only.
-  Status blocks_forward(float* h, int64_t n, const CancelFlag* cancel, AttnTap* tap) const {
-    const int H = cfg_.heads, d = cfg_.head_dim();
-    AttnLayerView view;
-    view.heads = H;
-    view.d = d;
-    view.key_space = "positions";
-    for (int l = 0; l < cfg_.layers && !(tap && tap->done); ++l) {
-      if (cancel && cancel->load()) return cancelled("forward cancelled");
-      AttnFullFn attn = [&](const float* q, const float* k, const float* v, float* o, int64_t len) {
-        if (cfg_.family == Family::kSparse)
-          return attn_sparse_forward_cpu(q, k, v, o, H, len, d, cfg_.sparse, l, &stats_);
-        return attn_dense_forward_cpu(q, k, v, o, H, len, len, d, 0, &stats_);
-      };
-      view.kind_layer = l;
-      ATTN_RETURN_IF_ERROR(block_forward(blocks_[static_cast<size_t>(l)], cfg_, h, n,
-                                         attn_tapped(attn, tap, l, view)));
-    }
-    return Status::ok();
-  }
-
   CommonParams cp_;
   std::vector<BlockParams> blocks_;
 };

@@ -6,14 +6,15 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <limits>
-#include <stdexcept>
 #include <string>
 #include <type_traits>
 
 #include "attention/blocks.h"
 #include "attention/fast_exp.h"
+#include "ops/ops.h"
 
 namespace attnscope::train {
 
@@ -55,23 +56,13 @@ struct Pass {
   int64_t q(int64_t r) const { return qpos.empty() ? r : qpos[r]; }
   int64_t k(int64_t c) const { return kpos.empty() ? c : kpos[c]; }
 
-  // Tiles for pass rows [qs, qe) against pass keys [ks, ke): row blocks of bq, key tiles of bk
-  // aligned at ks, a tile kept only when some row's range meets it.
+  // Tiles for pass rows [qs, qe) against pass keys [ks, ke): detail::attn_select_tiles, the
+  // rule the inference kernels tile with.
   void add_segment(int64_t qs, int64_t qe, int64_t ks, int64_t ke, int64_t bq, int64_t bk) {
-    for (int64_t r0 = qs; r0 < qe; r0 += bq) {
-      const int64_t r1 = std::min(qe, r0 + bq);
-      int64_t klo = ke, khi = ks;
-      for (int64_t r = r0; r < r1; ++r)
-        if (lo[r] < hi[r]) klo = std::min(klo, lo[r]), khi = std::max(khi, hi[r]);
-      if (klo >= khi) continue;
-      for (int64_t c0 = ks + (klo - ks) / bk * bk; c0 < khi; c0 += bk) {
-        const int64_t c1 = std::min(ke, c0 + bk);
-        bool meets = false;
-        for (int64_t r = r0; r < r1 && !meets; ++r)
-          meets = std::max(lo[r], c0) < std::min(hi[r], c1);
-        if (meets) add_tile(r0, r1, c0, c1);
-      }
-    }
+    detail::attn_select_tiles(
+        lo, hi, qs, qe, ks, ke, bq, bk,
+        [&](int64_t r0, int64_t r1, int64_t c0, int64_t c1) { add_tile(r0, r1, c0, c1); },
+        [](int64_t, int64_t) {});
   }
   void add_tile(int64_t r0, int64_t r1, int64_t c0, int64_t c1) {
     tiles.push_back({r0, r1, c0, c1, size, rows});
@@ -320,9 +311,10 @@ void build_layout(AttnSaved<T>& s, const TrainAttnSpec& spec) {
       for (int64_t j = 0; j < n; ++j) p->qpos[start[bucket[j]]++] = j;
       p->kpos = p->qpos;
       for (int64_t q0 = 0; q0 < n; q0 += m) {
-        const int64_t q1 = std::min(n, q0 + m), lo = std::max<int64_t>(0, q0 - m);
+        const int64_t q1 = std::min(n, q0 + m);
+        const AttnLshWindow w = attn_lsh_window(q0 / m, m, n);
         for (int64_t r0 = q0; r0 < q1; r0 += kTile)
-          p->add_tile(r0, std::min(q1, r0 + kTile), lo, q1);
+          p->add_tile(r0, std::min(q1, r0 + kTile), w.lo, w.hi);
       }
       s.pool[static_cast<size_t>(h) * R + r] = std::move(p);
     }
@@ -749,21 +741,89 @@ void attn_train_backward(const AttnSaved<T>& saved, const T* dout, T* dq, T* dk,
 // and write them in place through strided views (no split copies). The backward reads the data
 // of q, k, v and out, which must not be changed in place after this op. For kLsh, k must be q
 // (keys are its rows normalised); the whole gradient lands in q once.
+// The inference form of the op (TrainAttnSpec::infer): the kind's inference kernel over
+// head-major copies, its counters in infer->stats, and the inspector called for the layer it
+// asks for. out (nq, D) is left zero after an error, which infer->status keeps.
+Var<float> attention_infer(const Var<float>& q, const Var<float>& k, const Var<float>& v, int heads,
+                           const TrainAttnSpec& spec) {
+  AttnInfer& inf = *spec.infer;
+  const int64_t D = q->cols, nq = q->rows, nk = k->rows;
+  const int d = static_cast<int>(D / heads);
+  const bool lsh = spec.kind == TrainAttnKind::kLsh;
+  Var<float> out = make_var_for_write<float>(nq, D, false);
+  if (inf.finished()) return out;  // the families drop what follows a finished forward
+  // qh, oh are (H, nq, d); kh, vh are (H, nk, d): the inference kernels' layout.
+  ActivationVector<float> qh(static_cast<size_t>(nq * D)), oh(static_cast<size_t>(nq * D));
+  ActivationVector<float> kh(lsh ? 0 : static_cast<size_t>(nk * D)),
+      vh(static_cast<size_t>(nk * D));
+  op_split_heads(q->data.data(), qh.data(), nq, heads, d);
+  if (!lsh) op_split_heads(k->data.data(), kh.data(), nk, heads, d);
+  op_split_heads(v->data.data(), vh.data(), nk, heads, d);
+  const float* kp = lsh ? qh.data() : kh.data();
+  const bool inspect = inf.fn && spec.view_layer == inf.inspect_layer;
+  LshTrace trace;
+  Status st;
+  switch (spec.kind) {
+    case TrainAttnKind::kCausal:
+      st = attn_dense_forward_cpu(qh.data(), kp, vh.data(), oh.data(), heads, nq, nk, d,
+                                  spec.q_offset, inf.stats);
+      break;
+    case TrainAttnKind::kSparse:
+      st = attn_sparse_forward_cpu(qh.data(), kp, vh.data(), oh.data(), heads, nq, d, spec.sparse,
+                                   spec.layer, inf.stats);
+      break;
+    case TrainAttnKind::kLsh:
+      st = attn_lsh_forward_cpu(qh.data(), vh.data(), oh.data(), heads, nq, d, spec.lsh,
+                                spec.rotations, inspect ? &trace : nullptr, inf.stats);
+      break;
+  }
+  if (!st) {
+    inf.status = st;
+    return out;
+  }
+  if (inspect) {
+    AttnLayerView view = spec.view;
+    view.q = qh.data();
+    view.k = kp;
+    view.v = vh.data();
+    view.o = oh.data();
+    view.heads = heads;
+    view.d = d;
+    view.nq = nq;
+    view.nk = nk;
+    view.lsh = lsh ? &trace : nullptr;
+    inf.status = (*inf.fn)(view);
+    inf.done = true;
+    return out;
+  }
+  op_merge_heads(oh.data(), out->data.data(), nq, heads, d);
+  return out;
+}
+
+// q (nq, D), k, v (nk, D), out (nq, D) with head h in columns h*d .. h*d+d-1: the kernels read
+// and write them in place through strided views (no split copies). The backward reads the data
+// of q, k, v and out, which must not be changed in place after this op. For kLsh, k must be q
+// (keys are its rows normalised); the whole gradient lands in q once. Shapes and the spec are
+// the graph's to get right (graph_hidden checked the config): a mismatch is a programmer error.
 template <typename T>
 Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& v, int heads,
                  const TrainAttnSpec& spec) {
   const bool lsh = spec.kind == TrainAttnKind::kLsh;
   const Var<T>& kk = lsh ? q : k;
-  if (heads < 1 || q->cols % heads != 0 || kk->cols != q->cols || v->cols != q->cols ||
-      v->rows != kk->rows)
-    throw std::invalid_argument(
-        "attention: q, k, v must share D divisible by heads and k, v "
-        "must have the same rows");
-  if (lsh && k && k != q) throw std::invalid_argument("attention: kLsh shares QK, pass k = q");
+  assert(heads >= 1 && q->cols % heads == 0 && kk->cols == q->cols && v->cols == q->cols &&
+         v->rows == kk->rows && "attention: q, k, v must share D divisible by heads");
+  assert((!lsh || !k || k == q) && "attention: kLsh shares QK, pass k = q");
   const int64_t D = q->cols, nq = q->rows, nk = kk->rows;
   const int d = static_cast<int>(D / heads);
-  if (Status st = check_args(heads, nq, nk, d, spec); !st)
-    throw std::invalid_argument(st.message());
+  assert(check_args(heads, nq, nk, d, spec).is_ok() &&
+         "attention: did graph_hidden check the config?");
+  if (spec.infer) {
+    if constexpr (std::is_same_v<T, float>) {
+      return attention_infer(q, kk, v, heads, spec);
+    } else {
+      assert(false && "attention: inference runs in float only");
+    }
+  }
   const bool needs = q->requires_grad || kk->requires_grad || v->requires_grad;
   Var<T> out = make_var<T>(nq, D, needs);
   auto s = std::make_shared<AttnSaved<T>>();

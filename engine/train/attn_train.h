@@ -16,12 +16,27 @@
 
 #include "attnscope/attention.h"
 #include "attnscope/config.h"
+#include "attnscope/model.h"
 #include "attnscope/status.h"
 #include "train/tape.h"
 
 namespace attnscope::train {
 
 enum class TrainAttnKind { kCausal, kSparse, kLsh };
+
+// What a forward that nobody differentiates (Model::forward, the views) asks of every attention
+// op: run the kind's inference kernel (attn_dense_forward_cpu, attn_sparse_forward_cpu,
+// attn_lsh_forward_cpu: the same values up to rounding, with their work counters and LSH trace)
+// instead of the training forward, and hand one layer to an inspector.
+struct AttnInfer {
+  AttnStats* stats = nullptr;
+  Status status;                    // the first kernel or inspector error; the graph returns it
+  int inspect_layer = -1;           // the view-numbered layer (TrainAttnSpec::view_layer) fn gets
+  const AttnLayerFn* fn = nullptr;  // called with that layer's q, k, v, output (and LSH trace)
+  bool done = false;                // fn has run: the families skip the rest of the forward
+  // Whether the rest of a forward is wasted work (inspected, or an error to report).
+  bool finished() const { return done || !status.is_ok(); }
+};
 
 struct TrainAttnSpec {
   TrainAttnKind kind = TrainAttnKind::kCausal;
@@ -35,6 +50,12 @@ struct TrainAttnSpec {
   LshSpec lsh;
   const float* rotations = nullptr;
   bool store_probs = true;
+  // Inference (float only): run the inference kernel and report to infer; never recorded.
+  AttnInfer* infer = nullptr;
+  // How the views number and describe this layer (offsets, key space, kind_layer); the op fills
+  // the pointers, sizes and trace before it calls infer->fn.
+  int view_layer = -1;
+  AttnLayerView view;
 };
 
 // What a forward saved for its backward; opaque outside attn_train.cpp.

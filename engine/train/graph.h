@@ -8,6 +8,7 @@
 #include "attnscope/config.h"
 #include "attnscope/model.h"
 #include "attnscope/status.h"
+#include "train/attn_train.h"
 #include "train/ops_train.h"
 
 namespace attnscope::train {
@@ -35,6 +36,12 @@ struct GraphOptions {
   // multiple of the pattern's period (graph_window_align), so the window has the pattern
   // those positions have in the whole sequence.
   int64_t pos0 = 0;
+  // A forward nobody differentiates (Model::forward, the views; float only): every attention op
+  // runs its inference kernel and reports to infer, which may name one layer to inspect; the
+  // forward stops early once that layer ran (graph_hidden then returns infer->status).
+  AttnInfer* infer = nullptr;
+  // Checked between blocks; a set flag makes graph_hidden return a cancelled status.
+  const CancelFlag* cancel = nullptr;
 };
 
 // The alignment a window start (GraphOptions::pos0) needs under cfg (resolved): the sparse

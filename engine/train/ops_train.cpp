@@ -106,7 +106,7 @@ void add_to(T* dst, const T* src, int64_t count) {
 // input of a recomputed chunk.
 template <typename T>
 Var<T> rows_copy(const Var<T>& x, int64_t r0, int64_t count, bool requires_grad) {
-  Var<T> c = make_var<T>(count, x->cols, requires_grad);
+  Var<T> c = make_var_for_write<T>(count, x->cols, requires_grad);
   std::memcpy(c->data.data(), x->data.data() + r0 * x->cols,
               sizeof(T) * static_cast<size_t>(count * x->cols));
   return c;
@@ -211,7 +211,7 @@ Var<T> linear(Tape<T>& tape, const Var<T>& x, const Var<T>& w, const Var<T>& b) 
   // x (n, in), w (in, out), b (1, out) -> y (n, out)
   const int64_t n = x->rows, in = x->cols, out_dim = w->cols;
   assert(w->rows == in && (!b || b->numel() == out_dim));
-  Var<T> y = make_var<T>(n, out_dim, wants_grad(x) || wants_grad(w) || wants_grad(b));
+  Var<T> y = make_var_for_write<T>(n, out_dim, wants_grad(x) || wants_grad(w) || wants_grad(b));
   if (n > 0) mm_nn(x->data.data(), w->data.data(), y->data.data(), n, in, out_dim);
   if (b) {
     T* yd = y->data.data();
@@ -244,7 +244,7 @@ template <typename T>
 Var<T> layernorm(Tape<T>& tape, const Var<T>& x, const Var<T>& g, const Var<T>& b) {
   // x (n, D); g, b (1, D)
   const int64_t n = x->rows, D = x->cols;
-  Var<T> y = make_var<T>(n, D, wants_grad(x) || wants_grad(g) || wants_grad(b));
+  Var<T> y = make_var_for_write<T>(n, D, wants_grad(x) || wants_grad(g) || wants_grad(b));
   if constexpr (std::is_same_v<T, float>) {
     op_layernorm(x->data.data(), g->data.data(), b->data.data(), y->data.data(), n, D);
   } else {
@@ -324,7 +324,7 @@ Var<T> layernorm(Tape<T>& tape, const Var<T>& x, const Var<T>& g, const Var<T>& 
 template <typename T>
 Var<T> gelu(Tape<T>& tape, const Var<T>& x) {
   const int64_t count = x->numel();
-  Var<T> y = make_var<T>(x->rows, x->cols, wants_grad(x));
+  Var<T> y = make_var_for_write<T>(x->rows, x->cols, wants_grad(x));
   const T* xd = x->data.data();
   T* yd = y->data.data();
   if constexpr (std::is_same_v<T, float>) {
@@ -374,7 +374,7 @@ template <typename T>
 Var<T> add(Tape<T>& tape, const Var<T>& a, const Var<T>& b) {
   assert(a->numel() == b->numel());
   const int64_t count = a->numel();
-  Var<T> y = make_var<T>(a->rows, a->cols, wants_grad(a) || wants_grad(b));
+  Var<T> y = make_var_for_write<T>(a->rows, a->cols, wants_grad(a) || wants_grad(b));
   const T* ad = a->data.data();
   const T* bd = b->data.data();
   T* yd = y->data.data();
@@ -392,7 +392,7 @@ Var<T> add(Tape<T>& tape, const Var<T>& a, const Var<T>& b) {
 template <typename T>
 Var<T> scale(Tape<T>& tape, const Var<T>& a, T s) {
   const int64_t count = a->numel();
-  Var<T> y = make_var<T>(a->rows, a->cols, wants_grad(a));
+  Var<T> y = make_var_for_write<T>(a->rows, a->cols, wants_grad(a));
   const T* ad = a->data.data();
   T* yd = y->data.data();
 #pragma omp parallel for if (count > kParallelMin)
@@ -432,7 +432,7 @@ Var<T> concat_rows(Tape<T>& tape, const std::vector<Var<T>>& parts) {
     rows += q->rows;
     rg = rg || q->requires_grad;
   }
-  Var<T> y = make_var<T>(rows, cols, rg);
+  Var<T> y = make_var_for_write<T>(rows, cols, rg);
   int64_t at = 0;
   for (const auto& q : parts) {
     std::memcpy(y->data.data() + at, q->data.data(), sizeof(T) * static_cast<size_t>(q->numel()));
@@ -453,7 +453,7 @@ Var<T> concat_rows(Tape<T>& tape, const std::vector<Var<T>>& parts) {
 template <typename T>
 Var<T> reshape(Tape<T>& tape, const Var<T>& x, int64_t rows, int64_t cols) {
   assert(rows * cols == x->numel());
-  Var<T> y = make_var<T>(rows, cols, wants_grad(x));
+  Var<T> y = make_var_for_write<T>(rows, cols, wants_grad(x));
   std::memcpy(y->data.data(), x->data.data(), sizeof(T) * static_cast<size_t>(x->numel()));
   if (!tape.recording() || !y->requires_grad) return y;
   tape.push([x, y]() {

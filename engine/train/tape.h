@@ -36,6 +36,15 @@ struct CountedAllocator {
     MemTracker::instance().on_free(category, n * sizeof(T));
     std::allocator<T>{}.deallocate(p, n);
   }
+  // resize() default-initialises (no zero pass: make_var_for_write); assign() still fills.
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
   friend bool operator==(const CountedAllocator& a, const CountedAllocator& b) {
     return a.category == b.category;
   }
@@ -70,6 +79,17 @@ Var<T> make_var(int64_t rows, int64_t cols, bool requires_grad) {
   v->rows = rows;
   v->cols = cols;
   v->data.assign(static_cast<size_t>(rows * cols), T(0));
+  v->requires_grad = requires_grad;
+  return v;
+}
+
+// As make_var, with the values left unset: for an op that writes every element of its output.
+template <typename T>
+Var<T> make_var_for_write(int64_t rows, int64_t cols, bool requires_grad) {
+  auto v = std::make_shared<Value<T>>();
+  v->rows = rows;
+  v->cols = cols;
+  v->data.resize(static_cast<size_t>(rows * cols));
   v->requires_grad = requires_grad;
   return v;
 }
