@@ -470,8 +470,15 @@ Expected<LoadedModel> load_file(const std::string& path) {
                             " runs past the end of the file (" + std::to_string(size) +
                             " bytes): truncated or not a safetensors file");
 
-  auto root = parse_strict({reinterpret_cast<const char*>(bytes) + 8, header_len}, "header",
-                           kMaxHeaderNesting);
+  // The format's own library (safetensors) pads headers with spaces only and refuses any
+  // other trailing byte; nlohmann's parser would stop at a NUL and accept what follows. Valid
+  // JSON never holds a raw NUL (inside strings it is written \u0000), so any NUL is refused.
+  const std::string_view header_text(reinterpret_cast<const char*>(bytes) + 8, header_len);
+  if (const size_t nul = header_text.find('\0'); nul != std::string_view::npos)
+    return invalid_argument("NUL byte at offset " + std::to_string(8 + nul) +
+                            " in the header: safetensors headers are JSON padded with spaces "
+                            "only");
+  auto root = parse_strict(header_text, "header", kMaxHeaderNesting);
   if (!root) return root.status();
   if (!root->is_object())
     return invalid_argument(std::string("header is a JSON ") + root->type_name() +

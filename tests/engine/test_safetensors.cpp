@@ -144,6 +144,11 @@ std::vector<Malformed> malformed_corpus(const QByteArray& valid, const QByteArra
     header.replace("\"attnscope\"", "\"attn\xff\xfe\"");
     out.push_back({"not_utf8", assemble(header, d), "ill-formed UTF-8"});
   }
+  {
+    // The reference library refuses this ("invalid JSON in header: trailing characters").
+    const QByteArray header = f32.mid(8, header_end - 8) + QByteArray(8, '\0');
+    out.push_back({"nul_padded_header", assemble(header, d), "NUL byte at offset"});
+  }
   out.push_back({"header_array", assemble(QByteArray("[1,2,3]"), {}),
                  "header is a JSON array, not an object"});
   out.push_back(
@@ -643,6 +648,27 @@ class TestSafetensors : public QObject {
     const QString msg = QString::fromStdString(loaded.status().message());
     QVERIFY2(msg.startsWith(p + ": "), qPrintable(msg));  // names the file
     QVERIFY2(msg.contains(expect), qPrintable("got: " + msg + "\nwanted: " + expect));
+  }
+
+  // Spaces are the format's padding: a header padded with them loads as the plain file does.
+  void spacePaddedHeaderLoads() {
+    const Parts parts = split_file(valid_f32_);
+    const qsizetype header_end = valid_f32_.size() - parts.data.size();
+    const QByteArray header = valid_f32_.mid(8, header_end - 8) + QByteArray(7, ' ');
+    const QString p = path("space-padded.safetensors");
+    QVERIFY(write_all(p, assemble(header, parts.data)));
+    auto loaded = safetensors_load(p.toStdString());
+    QVERIFY2(loaded.has_value(), qPrintable(QString::fromStdString(loaded.status().message())));
+    auto plain_path = path("plain.safetensors");
+    QVERIFY(write_all(plain_path, valid_f32_));
+    auto plain = safetensors_load(plain_path.toStdString());
+    QVERIFY(plain.has_value());
+    QCOMPARE(loaded->weights.size(), plain->weights.size());
+    for (const auto& [name, t] : plain->weights) {
+      const Tensor& u = loaded->weights.at(name);
+      QCOMPARE(u.numel(), t.numel());
+      QVERIFY(std::equal(t.data(), t.data() + t.numel(), u.data()));
+    }
   }
 
   // Hostile input: random byte edits and cuts, aimed at the header half of the time. Every
