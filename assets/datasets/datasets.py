@@ -4,10 +4,12 @@
 # each output recorded in SOURCES.tsv with package and licence.
 # Standard library only; the shell scripts check the Debian packages before calling this.
 import base64
+import collections
 import concurrent.futures
 import hashlib
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -47,7 +49,11 @@ def package_licence(pkg):
     return "see %s" % path
 
 
-PACKAGES = {"icons": ["papirus-icon-theme", "oxygen-icon-theme", "librsvg2-bin"],
+# The icon themes' packages are those of ICON_THEMES below, in its order, then the renderer.
+PACKAGES = {"icons": ["papirus-icon-theme", "oxygen-icon-theme", "paper-icon-theme",
+                      "numix-icon-theme", "breeze-icon-theme", "moka-icon-theme",
+                      "faenza-icon-theme", "tango-icon-theme", "adwaita-icon-theme",
+                      "elementary-xfce-icon-theme", "lxde-icon-theme", "librsvg2-bin"],
             "speech": ["espeak-ng", "sox"],
             "piano": ["fluidsynth", "fluid-soundfont-gm", "sox"],
             "melody": ["fluidsynth", "fluid-soundfont-gm", "sox"]}
@@ -89,36 +95,181 @@ def pick_unseen(names, count, salt):
 # ---- icons -------------------------------------------------------------------------------
 
 ICON_SIZE = 32
-CATEGORIES = ("apps", "places", "mimetypes")
-PAPIRUS = "/usr/share/icons/Papirus/32x32"  # drawn for 32 px, so no scaling blur
-OXYGEN = "/usr/share/icons/oxygen/base/32x32"
+ICONS_ROOT = "/usr/share/icons"
+CATEGORIES = ("apps", "places", "mimetypes", "devices")
+# The first version of the set had Papirus and Oxygen apps/places/mimetypes only. Those are
+# listed first and the unseen 40 are still drawn from them alone, so that choice (and the
+# prompts in assets/prompts/icons) stays the same when themes are added.
+LEGACY_POOL = (("papirus", "oxygen"), ("apps", "places", "mimetypes"))
 UNSEEN_ICONS = 40
+UNSEEN_SALT = "attnscope-icons-unseen"
+CAP_SALT = "attnscope-icons-cap"
+TRAIN_CAP = 2500         # icons per training theme at most, so Papirus does not dominate
+UNSEEN_THEME_CAP = 300   # icons per held-out theme at most
 # Papirus draws its 71 folder shapes in 26 colours; only the default (blue) is kept, or a
 # third of the set would be recoloured folders.
 PAPIRUS_OTHER_COLOURS = {
     "adwaita", "black", "bluegrey", "breeze", "brown", "carmine", "custom", "cyan", "darkcyan",
     "deeporange", "green", "grey", "indigo", "magenta", "nordic", "orange", "palebrown",
     "paleorange", "pink", "red", "teal", "violet", "white", "yaru", "yellow"}
+# Paper (folder-red, folder_color_red) and Breeze (folder-red) recolour their default folder;
+# Numix ships each place in 11 colours as default-folder-music, blue-folder-music, ...
+FOLDER_COLOURS = {"black", "blue", "brown", "cyan", "green", "grey", "magenta", "orange", "pink",
+                  "purple", "red", "violet", "yellow"}
+NUMIX_OTHER_COLOURS = {"blue", "brown", "custom", "green", "grey", "orange", "pink", "purple",
+                       "red", "yellow"}
+
+
+def papirus_recolour(cat, base):
+    return cat == "places" and bool(PAPIRUS_OTHER_COLOURS & set(base.split("-")))
+
+
+def paper_recolour(cat, base):
+    """Paper's recoloured folders, and its calendar-COLOUR-DAY in red, purple and blue (no
+    default): only the blue days are kept."""
+    parts = base.replace("_", "-").split("-")
+    if cat == "places":
+        return parts[0] == "folder" and bool(FOLDER_COLOURS & set(parts[1:]))
+    return cat == "apps" and len(parts) == 3 and parts[0] == "calendar" and \
+        parts[1] in ("red", "purple") and parts[2].isdigit()
+
+
+def breeze_recolour(cat, base):
+    return cat == "places" and base.startswith("folder-") and base[len("folder-"):] in FOLDER_COLOURS
+
+
+def numix_recolour(cat, base):
+    return cat == "places" and base.split("-")[0] in NUMIX_OTHER_COLOURS
+
+
+# name, Debian package, "train" or "unseen-theme", the folders of a category ({cat}, under
+# /usr/share/icons) in order of preference (the 32 px one first; scalable SVGs only where a
+# theme has no 32 px folder for that category), a function naming recoloured duplicates, and
+# folder names that differ from the category.
+IconTheme = collections.namedtuple("IconTheme", "name package split dirs recolour aliases")
+ICON_THEMES = [
+    IconTheme("papirus", "papirus-icon-theme", "train", ("Papirus/32x32/{cat}",),
+              papirus_recolour, {}),
+    IconTheme("oxygen", "oxygen-icon-theme", "train", ("oxygen/base/32x32/{cat}",), None, {}),
+    IconTheme("paper", "paper-icon-theme", "train", ("Paper/32x32/{cat}", "Paper/scalable/{cat}"),
+              paper_recolour, {}),
+    IconTheme("numix", "numix-icon-theme", "train", ("Numix/32/{cat}", "Numix/scalable/{cat}"),
+              numix_recolour, {}),
+    IconTheme("breeze", "breeze-icon-theme", "train", ("breeze/{cat}/32",), breeze_recolour, {}),
+    IconTheme("moka", "moka-icon-theme", "train", ("Moka/32x32/{cat}",), None, {}),
+    IconTheme("faenza", "faenza-icon-theme", "train", ("Faenza/{cat}/32", "Faenza/{cat}/scalable"),
+              None, {}),
+    # Held out whole: four styles unlike each other and unlike the training themes (Tango's
+    # 2005 shaded style; GNOME's flat Adwaita 43 full-colour PNGs; elementary's; LXDE's glossy
+    # nuoveXT2). MATE (whose copyright names the Tango artists) and gnome-icon-theme are drawn
+    # in Tango's style, so neither is used for training.
+    IconTheme("tango", "tango-icon-theme", "unseen-theme",
+              ("Tango/32x32/{cat}", "Tango/scalable/{cat}"), None, {}),
+    IconTheme("adwaita", "adwaita-icon-theme", "unseen-theme",
+              ("Adwaita/32x32/{cat}", "Adwaita/scalable/{cat}"), None, {}),
+    IconTheme("elementary-xfce", "elementary-xfce-icon-theme", "unseen-theme",
+              ("elementary-xfce/{cat}/32",), None, {"mimetypes": "mimes"}),
+    IconTheme("nuovext2", "lxde-icon-theme", "unseen-theme", ("nuoveXT2/32x32/{cat}",), None, {}),
+]
+ICON_TOOLS = ["librsvg2-bin"]
+assert PACKAGES["icons"] == [t.package for t in ICON_THEMES] + ICON_TOOLS
 
 
 def icon_sources():
-    """(output stem, source path, package) for every regular icon file, sorted; symlinks are
-    aliases of files already listed."""
-    out = []
-    for theme, root, pkg, ext in (("papirus", PAPIRUS, "papirus-icon-theme", ".svg"),
-                                  ("oxygen", OXYGEN, "oxygen-icon-theme", ".png")):
-        for cat in CATEGORIES:
-            d = os.path.join(root, cat)
-            if not os.path.isdir(d):
+    """(output stem, source path, theme, category) for every regular icon file, the first
+    version's pool first, then by theme and category, each folder sorted; symlinks are aliases
+    of files already listed. Also per theme the counts of files skipped: {theme: {why: n}}."""
+    groups = [(t, c) for t in ICON_THEMES for c in CATEGORIES]
+    legacy = [g for g in groups if g[0].name in LEGACY_POOL[0] and g[1] in LEGACY_POOL[1]]
+    groups = sorted(groups, key=lambda g: g not in legacy)  # stable: legacy first, in order
+    out, skipped = [], {t.name: collections.Counter() for t in ICON_THEMES}
+    for theme, cat in groups:
+        folder = theme.aliases.get(cat, cat)
+        d = next((os.path.join(ICONS_ROOT, p.format(cat=folder)) for p in theme.dirs
+                  if os.path.isdir(os.path.join(ICONS_ROOT, p.format(cat=folder)))), None)
+        if d is None:
+            continue
+        stems = set()
+        for name in sorted(os.listdir(d)):
+            p = os.path.join(d, name)
+            base, ext = os.path.splitext(name)
+            if ext not in (".svg", ".png") or not os.path.isfile(p):
                 continue
-            for name in sorted(os.listdir(d)):
-                p = os.path.join(d, name)
-                if theme == "papirus" and cat == "places" and \
-                        PAPIRUS_OTHER_COLOURS & set(name[:-len(ext)].split("-")):
-                    continue
-                if name.endswith(ext) and os.path.isfile(p) and not os.path.islink(p):
-                    out.append(("%s-%s-%s" % (theme, cat, name[:-len(ext)]), p, pkg))
-    return out
+            if os.path.islink(p):
+                skipped[theme.name]["symlink"] += 1
+            elif base.endswith(".symbolic"):  # Adwaita's one-colour symbolic PNGs
+                skipped[theme.name]["symbolic"] += 1
+            elif theme.recolour and theme.recolour(cat, base):
+                skipped[theme.name]["recoloured"] += 1
+            elif ext == ".png" and png_size(p) != (ICON_SIZE, ICON_SIZE):
+                skipped[theme.name]["not %d px" % ICON_SIZE] += 1  # a smaller PNG in a 32 folder
+            elif base in stems:  # the same name as .png and .svg: the first is kept
+                skipped[theme.name]["same name"] += 1
+            else:
+                stems.add(base)
+                out.append(("%s-%s-%s" % (theme.name, cat, base), p, theme, cat))
+    return out, skipped
+
+
+_COPYRIGHT = {}
+
+
+def copyright_stanzas(pkg):
+    """[(Files patterns, licence)] of a machine-readable /usr/share/doc/PKG/copyright, in order."""
+    if pkg not in _COPYRIGHT:
+        stanzas = []
+        try:
+            text = open("/usr/share/doc/%s/copyright" % pkg, encoding="utf-8",
+                        errors="replace").read()
+        except OSError:
+            text = ""
+        for para in text.split("\n\n"):
+            fields, key = {}, None  # field: [first line, continuation lines...]
+            for line in para.splitlines():
+                if line[:1] in (" ", "\t") and key:
+                    fields[key].append(line.strip())
+                elif ":" in line:
+                    key, value = line.split(":", 1)
+                    key = key.strip()
+                    fields[key] = [value.strip()]
+            if "Files" in fields and "License" in fields and fields["License"][0]:
+                # Files lists patterns on all its lines; License's first line is the short name
+                stanzas.append((" ".join(fields["Files"]).split(), fields["License"][0]))
+        _COPYRIGHT[pkg] = stanzas
+    return _COPYRIGHT[pkg]
+
+
+def glob_match(pattern, path):
+    """A copyright-format Files pattern: * matches any characters, / included; ? one."""
+    rx = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(rx, path) is not None
+
+
+def file_licence(pkg, path):
+    """The licence of one installed file: the last copyright stanza whose Files patterns match
+    its path under /usr/share/icons (or the .svg it was rendered from), or a source file of
+    the same name under src/ (Adwaita, Paper); the package's 'Files: *' licence otherwise."""
+    rel = os.path.relpath(path, ICONS_ROOT)
+    base, ext = os.path.splitext(rel)
+    names = {rel, base + ".svg", base + ".png"}
+    stem = os.path.basename(base)
+    found = None
+    for patterns, lic in copyright_stanzas(pkg):
+        for pat in patterns:
+            src_stem = os.path.splitext(os.path.basename(pat))[0]
+            if any(glob_match(pat, n) for n in names) or \
+                    (pat.startswith("src/") and "*" not in pat and src_stem == stem):
+                found = lic
+    return found or package_licence(pkg)
+
+
+def png_size(path):
+    """(width, height) from a PNG's header, or None."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
 
 
 def png_is_rgb(path, size):
@@ -149,43 +300,91 @@ def render_icon(src, dst, tmpdir):
 
 
 def build_icons(outdir):
-    sources = icon_sources()
+    """OUTDIR/train (training themes), OUTDIR/unseen (40 of the first version's pool, kept
+    for prompts), OUTDIR/unseen-themes/THEME (held-out themes, whole up to a cap) and
+    SOURCES.tsv with a row per output file."""
+    sources, skipped = icon_sources()
     render = os.path.join(outdir, ".render")
-    for d in ("train", "unseen", ".render"):
+    for d in ("train", "unseen", "unseen-themes", ".render"):
         shutil.rmtree(os.path.join(outdir, d), ignore_errors=True)
         os.makedirs(os.path.join(outdir, d))
     with tempfile.TemporaryDirectory() as tmp, \
             concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         ok = list(pool.map(lambda s: render_icon(s[1], os.path.join(render, s[0] + ".png"), tmp),
                            sources))
-    failed = sum(1 for x in ok if not x)
+    names = [t.name for t in ICON_THEMES]
+    count = {t: collections.Counter() for t in names}
     # Dedupe identical rasters (rsvg-convert's PNG encoding is deterministic, so equal bytes
-    # means equal pixels): the first in sorted order is kept.
-    seen, kept = set(), []
-    for (stem, src, pkg), good in zip(sources, ok):
+    # means equal pixels): the first in the order above is kept, so an icon of a held-out
+    # theme that equals a training icon is dropped from the held-out theme. A package's
+    # copyright can name different licences for identical copies (Paper: folder.png
+    # CC-BY-SA-4.0, its copy gtk-directory.png CC-BY-SA-3.0); the kept file lists them all.
+    seen, kept, licences = {}, [], {}
+    for (stem, src, theme, cat), good in zip(sources, ok):
+        count[theme.name]["files"] += 1
         if not good:
+            count[theme.name]["failed"] += 1
+            print("failed to render: %s" % src, file=sys.stderr)
             continue
         digest = hashlib.sha256(open(os.path.join(render, stem + ".png"), "rb").read()).digest()
+        lic = file_licence(theme.package, src)
         if digest in seen:
+            first, first_stem = seen[digest]
+            count[theme.name]["duplicate" if first.name == theme.name else
+                              "duplicate of " + ("training" if first.split == "train" else
+                                                 "held-out") + " theme"] += 1
+            if first.package == theme.package:
+                licences[first_stem].add(lic)
             continue
-        seen.add(digest)
-        kept.append((stem, src, pkg))
-    unseen = pick_unseen([k[0] for k in kept], UNSEEN_ICONS, "attnscope-icons-unseen")
-    facts = {p: (package_version(p), package_licence(p)) for p in
-             ("papirus-icon-theme", "oxygen-icon-theme", "librsvg2-bin")}
+        seen[digest] = theme, stem
+        licences[stem] = {lic}
+        kept.append((stem, src, theme, cat))
+    legacy = [k[0] for k in kept if k[2].name in LEGACY_POOL[0] and k[3] in LEGACY_POOL[1]]
+    unseen = pick_unseen(legacy, UNSEEN_ICONS, UNSEEN_SALT)
+    chosen = set()  # stems written to train/ or unseen-themes/, after the per-theme caps
+    for t in ICON_THEMES:
+        stems = [k[0] for k in kept if k[2] is t and k[0] not in unseen]
+        cap = TRAIN_CAP if t.split == "train" else UNSEEN_THEME_CAP
+        picked = pick_unseen(stems, cap, CAP_SALT) if len(stems) > cap else set(stems)
+        count[t.name]["over the cap"] = len(stems) - len(picked)
+        chosen |= picked
+    facts = {t.package: package_version(t.package) for t in ICON_THEMES}
+    facts.update({p: package_version(p) for p in ICON_TOOLS})
     rows = []
-    for stem, src, pkg in kept:
-        split = "unseen" if stem in unseen else "train"
-        rel = os.path.join(split, stem + ".png")
+    for stem, src, theme, cat in kept:
+        if stem in unseen:
+            split, rel = "unseen", os.path.join("unseen", stem + ".png")
+        elif stem in chosen:
+            split = theme.split
+            rel = os.path.join("train", stem + ".png") if split == "train" else \
+                os.path.join("unseen-themes", theme.name, stem + ".png")
+        else:
+            continue
+        count[theme.name][split] += 1
+        os.makedirs(os.path.dirname(os.path.join(outdir, rel)), exist_ok=True)
         os.replace(os.path.join(render, stem + ".png"), os.path.join(outdir, rel))
-        rows.append((rel, src, pkg, facts[pkg][0], facts[pkg][1]))
+        rows.append((rel, src, theme.package, facts[theme.package],
+                     "; ".join(sorted(licences[stem])), split, theme.name))
     shutil.rmtree(render)
     write_tsv(os.path.join(outdir, "SOURCES.tsv"),
-              ("output", "source", "package", "version", "licence"), rows)
-    print("%d icon files, %d failed to render, %d duplicates dropped: %d in %s/train, %d in "
-          "%s/unseen (rsvg-convert from librsvg2-bin %s)" %
-          (len(sources), failed, len(sources) - failed - len(kept), len(kept) - len(unseen), outdir,
-           len(unseen), outdir, facts["librsvg2-bin"][0]))
+              ("output", "source", "package", "version", "licence", "split", "theme"), rows)
+    cols = ("files", "failed", "duplicate", "duplicate of training theme",
+            "duplicate of held-out theme", "over the cap", "train", "unseen", "unseen-theme")
+    print("\t".join(("theme", "package", "version", "skipped") + cols))
+    for t in ICON_THEMES:
+        print("\t".join([t.name, t.package, facts[t.package],
+                         ",".join("%s %d" % kv for kv in sorted(skipped[t.name].items())) or "-"] +
+                        [str(count[t.name][c]) for c in cols]))
+    total = {c: sum(count[t][c] for t in names) for c in cols}
+    print("\t".join(["total", "", "", ""] + [str(total[c]) for c in cols]))
+    print("%d icon files, %d failed to render, %d duplicates dropped, %d over the caps: %d in "
+          "%s/train, %d in %s/unseen, %d in %s/unseen-themes (%s; rsvg-convert from "
+          "librsvg2-bin %s)" %
+          (total["files"], total["failed"], sum(total[c] for c in cols[2:5]),
+           total["over the cap"], total["train"], outdir, total["unseen"], outdir,
+           total["unseen-theme"], outdir,
+           ", ".join("%s %d" % (t.name, count[t.name]["unseen-theme"]) for t in ICON_THEMES
+                     if t.split == "unseen-theme"), facts["librsvg2-bin"]))
 
 
 # ---- speech ------------------------------------------------------------------------------
