@@ -20,14 +20,6 @@ template <typename T>
 using ParamsPtr = std::shared_ptr<const ParamSet<T>>;
 using Rotations = std::shared_ptr<const std::vector<float>>;
 
-// A parameter by name; graph_hidden checked that every spec'd one is present.
-template <typename T>
-const Var<T>& param(const ParamSet<T>& p, const std::string& name) {
-  auto it = p.find(name);
-  assert(it != p.end() && "parameter missing: did check_params run first?");
-  return it->second;
-}
-
 // What every block of a graph shares.
 template <typename T>
 struct Ctx {

@@ -30,13 +30,6 @@ bool wants_grad(const Var<T>& v) {
   return v && v->requires_grad;
 }
 
-template <typename T>
-const Var<T>& param(const ParamSet<T>& p, const std::string& name) {
-  auto it = p.find(name);
-  assert(it != p.end() && "parameter missing from the ParamSet");
-  return it->second;
-}
-
 // ---- matrix products: float through oneDNN (op_matmul for the forward, as
 // inference does), double in plain loops ----
 

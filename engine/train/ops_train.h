@@ -5,6 +5,7 @@
 // from them reproduces Model::forward.
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -18,6 +19,14 @@ namespace attnscope::train {
 // Parameters by their model-file name; each a (rows, cols) Var (vectors are (1, n)).
 template <typename T>
 using ParamSet = std::map<std::string, Var<T>>;
+
+// A parameter by name; the graph checked that every spec'd one is present.
+template <typename T>
+const Var<T>& param(const ParamSet<T>& p, const std::string& name) {
+  auto it = p.find(name);
+  assert(it != p.end() && "parameter missing: did check_params run first?");
+  return it->second;
+}
 
 // y (n, out) = x (n, in) · w (in, out) + b (1, out); b may be null.
 template <typename T>
