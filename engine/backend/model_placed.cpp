@@ -14,9 +14,10 @@ Expected<ModelPlacement> model_create_placed(const ModelConfig& cfg, WeightMap w
     Status avail = cuda_available(&info);
     if (!avail) {
       why_not = avail.message();
-    } else if (use == ModelUse::kGenerate && cfg.family == Family::kReformer &&
-               !backend_cuda_supports("decode_lsh")) {
-      why_not = "the Reformer's decode (trax's predict scheme) has no device kernel";
+    } else if (use == ModelUse::kGenerate && cfg.family != Family::kDense &&
+               cfg.family != Family::kSparse) {
+      why_not = std::string("the device decodes dense and sparse models; ") +
+                family_name(cfg.family) + " decoding runs on the CPU";
     } else {
       auto dev = model_create_cuda(cfg, weights, p);
       if (dev) {

@@ -31,8 +31,8 @@ train::GraphOptions GraphModel::infer_options(train::AttnInfer* infer,
   return opt;
 }
 
-train::Ctx<float> GraphModel::infer_ctx(train::AttnInfer* infer) const {
-  train::Ctx<float> c;
+train::CpuCtx GraphModel::infer_ctx(train::AttnInfer* infer) const {
+  train::CpuCtx c;
   c.cfg = cfg_;
   c.p = params_;
   c.opt = infer_options(infer, nullptr);

@@ -23,9 +23,9 @@ class GraphModel : public Model {
   // The options of an inference graph: no dropout, the config's FFN chunking, hooks in infer.
   train::GraphOptions infer_options(train::AttnInfer* infer, const CancelFlag* cancel) const;
   // A graph context for the family's own pieces (Perceiver AR's latent stack in decode).
-  train::Ctx<float> infer_ctx(train::AttnInfer* infer) const;
+  train::CpuCtx infer_ctx(train::AttnInfer* infer) const;
 
-  train::ParamsPtr<float> params_;
+  train::ParamsPtr<train::Tape<float>> params_;
 };
 
 }  // namespace attnscope

@@ -38,71 +38,6 @@ void hourglass_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) 
 namespace train {
 namespace {
 
-// y (out_rows, D): row j = x[j - shift] (zeros where that row does not exist).
-template <typename T>
-Var<T> shift_rows(Tape<T>& tape, const Var<T>& x, int64_t shift, int64_t out_rows) {
-  const int64_t D = x->cols;
-  Var<T> y = make_var<T>(out_rows, D, x->requires_grad);
-  const int64_t j0 = std::max<int64_t>(0, shift), j1 = std::min(out_rows, x->rows + shift);
-  for (int64_t j = j0; j < j1; ++j)
-    std::copy_n(x->data.data() + (j - shift) * D, D, y->data.data() + j * D);
-  if (x->requires_grad)
-    tape.push([x, y, shift, j0, j1, D]() {
-      if (!y->has_grad()) return;
-      T* gx = x->g();
-      const T* gy = y->grad.data();
-      for (int64_t j = j0; j < j1; ++j)
-        for (int64_t c = 0; c < D; ++c) gx[(j - shift) * D + c] += gy[j * D + c];
-    });
-  return y;
-}
-
-// y (rows, D): the mean of each group of k consecutive rows of x (rows * k, D),
-// summed in order and then scaled by 1/k as the inference's average pooling
-// does.
-template <typename T>
-Var<T> mean_groups(Tape<T>& tape, const Var<T>& x, int64_t k) {
-  const int64_t D = x->cols, rows = x->rows / k;
-  Var<T> y = make_var<T>(rows, D, x->requires_grad);
-  const T inv = T(1) / static_cast<T>(k);
-  T* yd = y->data.data();
-  const T* xd = x->data.data();
-  for (int64_t t = 0; t < rows; ++t)
-    for (int64_t r = 0; r < k; ++r)
-      for (int64_t c = 0; c < D; ++c) yd[t * D + c] += xd[(t * k + r) * D + c];
-  for (int64_t e = 0; e < rows * D; ++e) yd[e] *= inv;
-  if (x->requires_grad)
-    tape.push([x, y, k, inv, rows, D]() {
-      if (!y->has_grad()) return;
-      T* gx = x->g();
-      const T* gy = y->grad.data();
-      for (int64_t t = 0; t < rows; ++t)
-        for (int64_t r = 0; r < k; ++r)
-          for (int64_t c = 0; c < D; ++c) gx[(t * k + r) * D + c] += gy[t * D + c] * inv;
-    });
-  return y;
-}
-
-// y (rows * k, D): row t*k + r = x[t] (repeat upsampling).
-template <typename T>
-Var<T> repeat_rows(Tape<T>& tape, const Var<T>& x, int64_t k) {
-  const int64_t D = x->cols, rows = x->rows;
-  Var<T> y = make_var<T>(rows * k, D, x->requires_grad);
-  for (int64_t t = 0; t < rows; ++t)
-    for (int64_t r = 0; r < k; ++r)
-      std::copy_n(x->data.data() + t * D, D, y->data.data() + (t * k + r) * D);
-  if (x->requires_grad)
-    tape.push([x, y, k, rows, D]() {
-      if (!y->has_grad()) return;
-      T* gx = x->g();
-      const T* gy = y->grad.data();
-      for (int64_t t = 0; t < rows; ++t)
-        for (int64_t r = 0; r < k; ++r)
-          for (int64_t c = 0; c < D; ++c) gx[t * D + c] += gy[(t * k + r) * D + c];
-    });
-  return y;
-}
-
 // Levels 0 .. 2S; down level s and up level 2S - s run at depth s; depth s -> s + 1 shortens
 // by ks[s]. Blocks are numbered in hierarchy order (the views' layer numbers).
 struct HourglassPlan {
@@ -131,9 +66,8 @@ HourglassPlan hourglass_plan(const std::vector<HourglassLevel>& levels) {
 
 // The blocks of one level. The views see its rows at its depth's resolution: row t serves
 // positions t*K .. t*K+K-1 on the way up and pools positions t*K-K+1 .. t*K (K its factor).
-template <typename T>
-Var<T> hourglass_level(Tape<T>& t, const Ctx<T>& c, const HourglassPlan& plan, int level,
-                       Var<T> h) {
+template <typename G>
+VarOf<G> hourglass_level(G& t, const Ctx<G>& c, const HourglassPlan& plan, int level, VarOf<G> h) {
   const int depth = std::min(level, 2 * plan.middle - level);
   AttnLayerView view;
   view.stride = plan.factors[static_cast<size_t>(depth)];
@@ -147,18 +81,18 @@ Var<T> hourglass_level(Tape<T>& t, const Ctx<T>& c, const HourglassPlan& plan, i
 // h (len, D) at depth s: down level, shift right by k-1 with zeros and pool groups of k
 // (short_len = ceil(len / k) rows, the last group padded by the shift only), the inner depths,
 // upsample, truncate to len and add to the unshifted h, up level.
-template <typename T>
-Var<T> hourglass_depth(Tape<T>& t, const Ctx<T>& c, const HourglassPlan& plan, int s, Var<T> h) {
+template <typename G>
+VarOf<G> hourglass_depth(G& t, const Ctx<G>& c, const HourglassPlan& plan, int s, VarOf<G> h) {
   h = hourglass_level(t, c, plan, s, h);
   if (s == plan.middle || c.stopped()) return h;
   const int64_t len = h->rows, k = plan.ks[static_cast<size_t>(s)];
   const int64_t short_len = (len + k - 1) / k;
   // cat is (short_len * k, D): row j = h[j - k + 1]; g is (short_len, D).
-  Var<T> g = hourglass_shorten(t, c, s, shift_rows(t, h, k - 1, short_len * k), k);
+  VarOf<G> g = hourglass_shorten(t, c, s, shift_rows(t, h, k - 1, short_len * k), k);
   g = hourglass_depth(t, c, plan, s + 1, g);
   if (c.stopped()) return h;
   // u is (short_len * k, D): row t*k + r serves position t*k + r.
-  Var<T> u = hourglass_upsample(t, c, s, g, k);
+  VarOf<G> u = hourglass_upsample(t, c, s, g, k);
   if (short_len * k != len) u = slice_rows(t, u, 0, len);
   h = add(t, h, u);
   return hourglass_level(t, c, plan, 2 * plan.middle - s, h);
@@ -166,8 +100,8 @@ Var<T> hourglass_depth(Tape<T>& t, const Ctx<T>& c, const HourglassPlan& plan, i
 
 }  // namespace
 
-template <typename T>
-Var<T> hourglass_shorten(Tape<T>& t, const Ctx<T>& c, int s, const Var<T>& cat, int64_t k) {
+template <typename G>
+VarOf<G> hourglass_shorten(G& t, const Ctx<G>& c, int s, const VarOf<G>& cat, int64_t k) {
   const int64_t D = cat->cols, rows = cat->rows / k;
   if (c.cfg.hourglass.pool != HourglassPool::kLinear) return mean_groups(t, cat, k);
   const std::string i = std::to_string(s);
@@ -175,8 +109,8 @@ Var<T> hourglass_shorten(Tape<T>& t, const Ctx<T>& c, int s, const Var<T>& cat, 
                 param(*c.p, "shorten." + i + ".bias"));
 }
 
-template <typename T>
-Var<T> hourglass_upsample(Tape<T>& t, const Ctx<T>& c, int s, const Var<T>& g, int64_t k) {
+template <typename G>
+VarOf<G> hourglass_upsample(G& t, const Ctx<G>& c, int s, const VarOf<G>& g, int64_t k) {
   if (c.cfg.hourglass.upsample != HourglassUpsample::kLinear) return repeat_rows(t, g, k);
   const std::string i = std::to_string(s);
   return reshape(t,
@@ -185,19 +119,18 @@ Var<T> hourglass_upsample(Tape<T>& t, const Ctx<T>& c, int s, const Var<T>& g, i
                  g->rows * k, g->cols);
 }
 
-template <typename T>
-Var<T> hourglass_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb) {
+template <typename G>
+VarOf<G> hourglass_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb) {
   // config_resolve validated the hierarchy before any graph is built.
   return hourglass_depth(t, c, hourglass_plan(*hourglass_parse(c.cfg.hourglass.hierarchy)), 0, emb);
 }
 
-#define ATTNSCOPE_HOURGLASS_INSTANTIATE(T)                                                     \
-  template Var<T> hourglass_shorten<T>(Tape<T>&, const Ctx<T>&, int, const Var<T>&, int64_t);  \
-  template Var<T> hourglass_upsample<T>(Tape<T>&, const Ctx<T>&, int, const Var<T>&, int64_t); \
-  template Var<T> hourglass_hidden<T>(Tape<T>&, const Ctx<T>&, const Var<T>&);
-ATTNSCOPE_HOURGLASS_INSTANTIATE(float)
-ATTNSCOPE_HOURGLASS_INSTANTIATE(double)
-#undef ATTNSCOPE_HOURGLASS_INSTANTIATE
+#define ATTNSCOPE_INSTANTIATE(G)                                                             \
+  template VarOf<G> hourglass_shorten<G>(G&, const Ctx<G>&, int, const VarOf<G>&, int64_t);  \
+  template VarOf<G> hourglass_upsample<G>(G&, const Ctx<G>&, int, const VarOf<G>&, int64_t); \
+  template VarOf<G> hourglass_hidden<G>(G&, const Ctx<G>&, const VarOf<G>&);
+ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
+#undef ATTNSCOPE_INSTANTIATE
 
 }  // namespace train
 
@@ -314,7 +247,7 @@ class HourglassModel : public GraphModel {
   std::vector<std::vector<BlockParams>> blocks_;  // [level 0 .. 2S][block]
   std::vector<int64_t> lens_;                     // [depth 0 .. S]: sequence length at seq_len
   std::vector<int> ks_;                           // [depth s < S]: shortening factor to s + 1
-  train::Ctx<float> ctx_;                         // for shortening and upsampling in decode
+  train::CpuCtx ctx_;                             // for shortening and upsampling in decode
 };
 
 }  // namespace

@@ -70,16 +70,17 @@ Runs kept_context(int64_t first, double rate, uint64_t seed) {
 // first..n-1) query LN_q(emb) Wq; keys and values are LN_kv of the kept context
 // rows followed by every latent row, causal with the query offset = the number
 // of kept context rows (first without dropout).
-template <typename T>
-Var<T> cross_layer(Tape<T>& t, const ParamSet<T>& p, const Var<T>& emb, int64_t first,
-                   const Runs& runs, int heads, bool store, int chunks, AttnInfer* infer) {
+template <typename G>
+VarOf<G> cross_layer(G& t, const ParamsOf<G>& p, const VarOf<G>& emb, int64_t first,
+                     const Runs& runs, int heads, bool store, int chunks, AttnInfer* infer) {
+  using V = VarOf<G>;
   const int64_t n = emb->rows, rows = n - first;
-  Var<T> latent = first == 0 ? emb : slice_rows(t, emb, first, rows);
+  V latent = first == 0 ? emb : slice_rows(t, emb, first, rows);
   // src is (kept + rows, D): the inputs the latents may read.
-  Var<T> src = emb;
+  V src = emb;
   int64_t kept = first;
   if (!(runs.size() == 1 && runs[0].first == 0 && runs[0].second == first)) {
-    std::vector<Var<T>> parts;
+    std::vector<V> parts;
     kept = 0;
     for (const auto& [b, e] : runs) {
       parts.push_back(slice_rows(t, emb, b, e - b));
@@ -88,11 +89,11 @@ Var<T> cross_layer(Tape<T>& t, const ParamSet<T>& p, const Var<T>& emb, int64_t 
     parts.push_back(latent);
     src = concat_rows(t, parts);
   }
-  Var<T> hk = layernorm(t, src, param(p, "cross.ln_kv.weight"), param(p, "cross.ln_kv.bias"));
-  Var<T> k = linear(t, hk, param(p, "cross.attn.wk"), Var<T>());
-  Var<T> v = linear(t, hk, param(p, "cross.attn.wv"), Var<T>());
-  Var<T> hq = layernorm(t, latent, param(p, "cross.ln_q.weight"), param(p, "cross.ln_q.bias"));
-  Var<T> q = linear(t, hq, param(p, "cross.attn.wq"), Var<T>());
+  V hk = layernorm(t, src, param(p, "cross.ln_kv.weight"), param(p, "cross.ln_kv.bias"));
+  V k = linear(t, hk, param(p, "cross.attn.wk"), V());
+  V v = linear(t, hk, param(p, "cross.attn.wv"), V());
+  V hq = layernorm(t, latent, param(p, "cross.ln_q.weight"), param(p, "cross.ln_q.bias"));
+  V q = linear(t, hq, param(p, "cross.attn.wq"), V());
   TrainAttnSpec spec;
   spec.kind = TrainAttnKind::kCausal;
   spec.q_offset = kept;
@@ -102,16 +103,16 @@ Var<T> cross_layer(Tape<T>& t, const ParamSet<T>& p, const Var<T>& emb, int64_t 
   spec.view_layer = 0;
   spec.view.causal_offset = spec.view.query_offset = first;
   spec.view.key_space = "inputs";
-  Var<T> o = attention(t, q, k, v, heads, spec);
+  V o = attention(t, q, k, v, heads, spec);
   if (infer && infer->finished()) return latent;
-  Var<T> z = add(t, latent, linear(t, o, param(p, "cross.attn.wo"), Var<T>()));
+  V z = add(t, latent, linear(t, o, param(p, "cross.attn.wo"), V()));
   return add(t, z, ffn_block(t, p, "cross.", z, chunks));
 }
 
 }  // namespace
 
-template <typename T>
-Var<T> perceiver_latents(Tape<T>& t, const Ctx<T>& c, Var<T> z, int64_t first) {
+template <typename G>
+VarOf<G> perceiver_latents(G& t, const Ctx<G>& c, VarOf<G> z, int64_t first) {
   for (int l = 0; l < c.cfg.layers; ++l) {
     // The views' layer l + 1: latent rows at positions first .. attend to each other.
     AttnLayerView view;
@@ -123,18 +124,19 @@ Var<T> perceiver_latents(Tape<T>& t, const Ctx<T>& c, Var<T> z, int64_t first) {
   return z;
 }
 
-template <typename T>
-Var<T> perceiver_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb, int64_t first) {
+template <typename G>
+VarOf<G> perceiver_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb, int64_t first) {
+  using V = VarOf<G>;
   const double rate =
       c.opt.cross_dropout >= 0 ? c.opt.cross_dropout : c.cfg.perceiver.cross_dropout;
   const Runs runs = kept_context(first, rate, c.opt.dropout_seed);
   const int heads = c.cfg.heads, chunks = c.opt.ff_chunks;
   const bool store = c.opt.store_attention;
   AttnInfer* infer = c.opt.infer;
-  Var<T> z;
+  V z;
   if (c.opt.recompute_blocks) {
-    SubGraph<T> fn = [ps = c.p, first, runs, heads, store, chunks](Tape<T>& tt,
-                                                                   const std::vector<Var<T>>& in) {
+    SubGraphOf<G> fn = [ps = c.p, first, runs, heads, store, chunks](G& tt,
+                                                                     const std::vector<V>& in) {
       return cross_layer(tt, *ps, in[0], first, runs, heads, store, chunks, nullptr);
     };
     z = checkpoint(t, {emb}, fn);
@@ -144,11 +146,11 @@ Var<T> perceiver_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb, int64_t 
   return perceiver_latents(t, c, z, first);
 }
 
-template Var<float> perceiver_hidden<float>(Tape<float>&, const Ctx<float>&, const Var<float>&,
-                                            int64_t);
-template Var<double> perceiver_hidden<double>(Tape<double>&, const Ctx<double>&, const Var<double>&,
-                                              int64_t);
-template Var<float> perceiver_latents<float>(Tape<float>&, const Ctx<float>&, Var<float>, int64_t);
+#define ATTNSCOPE_INSTANTIATE(G)                                                      \
+  template VarOf<G> perceiver_hidden<G>(G&, const Ctx<G>&, const VarOf<G>&, int64_t); \
+  template VarOf<G> perceiver_latents<G>(G&, const Ctx<G>&, VarOf<G>, int64_t);
+ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
+#undef ATTNSCOPE_INSTANTIATE
 
 }  // namespace train
 

@@ -28,8 +28,9 @@ namespace train {
 // Y1); the hidden rows are (Y1 + Y2) / 2. Plain: pre-LN blocks. Rotations as
 // ReformerModel draws them. An inference graph (no reversible backward, no recomputation)
 // takes the plain two-stream loop, which stops at the inspected layer.
-template <typename T>
-Var<T> reformer_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb) {
+template <typename G>
+VarOf<G> reformer_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb) {
+  using V = VarOf<G>;
   const ModelConfig& cfg = c.cfg;
   const int heads = cfg.heads, chunks = c.opt.ff_chunks;
   const int64_t n = emb->rows;
@@ -49,41 +50,46 @@ Var<T> reformer_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb) {
   const auto pre = block_prefix;
 
   if (!cfg.lsh.reversible) {
-    Var<T> h = emb;
+    V h = emb;
     for (int l = 0; l < cfg.layers; ++l)
       h = run_block(t, c, pre(l), h, specs[static_cast<size_t>(l)], rots[static_cast<size_t>(l)]);
     return h;
   }
 
   // F and G of block l as sub-graphs of one input.
-  auto f_of = [&](int l) -> SubGraph<T> {
+  auto f_of = [&](int l) -> SubGraphOf<G> {
     return [ps = c.p, p = pre(l), heads, spec = specs[static_cast<size_t>(l)],
-            rot = rots[static_cast<size_t>(l)]](Tape<T>& tt, const std::vector<Var<T>>& in) {
+            rot = rots[static_cast<size_t>(l)]](G& tt, const std::vector<V>& in) {
       return attn_half(tt, *ps, p, in[0], heads, spec, rot);
     };
   };
-  auto g_of = [&](int l) -> SubGraph<T> {
-    return [ps = c.p, p = pre(l), chunks](Tape<T>& tt, const std::vector<Var<T>>& in) {
+  auto g_of = [&](int l) -> SubGraphOf<G> {
+    return [ps = c.p, p = pre(l), chunks](G& tt, const std::vector<V>& in) {
       return ffn_block(tt, *ps, p, in[0], chunks);
     };
   };
 
-  Var<T> y1, y2;
-  if (c.opt.reversible) {
-    std::vector<RevBlock<T>> blocks;
-    for (int l = 0; l < cfg.layers; ++l) blocks.push_back({f_of(l), g_of(l)});
-    std::tie(y1, y2) = reversible_stack(t, emb, emb, blocks);
-  } else if (c.opt.recompute_blocks) {
+  using S = typename G::Scalar;
+  V y1, y2;
+  if constexpr (G::kRecords) {  // the reversible backward is the training tape's
+    if (c.opt.reversible) {
+      std::vector<RevBlock<S>> blocks;
+      for (int l = 0; l < cfg.layers; ++l) blocks.push_back({f_of(l), g_of(l)});
+      std::tie(y1, y2) = reversible_stack(t, emb, emb, blocks);
+      return scale(t, add(t, y1, y2), S(0.5));
+    }
+  }
+  if (c.opt.recompute_blocks) {
     // The two streams stacked as one (2n, D) state, so that a block is one
     // checkpoint.
-    Var<T> s = concat_rows(t, std::vector<Var<T>>{emb, emb});
+    V s = concat_rows(t, std::vector<V>{emb, emb});
     for (int l = 0; l < cfg.layers; ++l) {
-      SubGraph<T> fn = [f = f_of(l), g = g_of(l), n](Tape<T>& tt, const std::vector<Var<T>>& in) {
-        Var<T> x1 = slice_rows(tt, in[0], 0, n);
-        Var<T> x2 = slice_rows(tt, in[0], n, n);
-        Var<T> a = add(tt, x1, f(tt, {x2}));
-        Var<T> b = add(tt, x2, g(tt, {a}));
-        return concat_rows(tt, std::vector<Var<T>>{a, b});
+      SubGraphOf<G> fn = [f = f_of(l), g = g_of(l), n](G& tt, const std::vector<V>& in) {
+        V x1 = slice_rows(tt, in[0], 0, n);
+        V x2 = slice_rows(tt, in[0], n, n);
+        V a = add(tt, x1, f(tt, {x2}));
+        V b = add(tt, x2, g(tt, {a}));
+        return concat_rows(tt, std::vector<V>{a, b});
       };
       s = checkpoint(t, {s}, fn);
     }
@@ -97,11 +103,13 @@ Var<T> reformer_hidden(Tape<T>& t, const Ctx<T>& c, const Var<T>& emb) {
       y2 = add(t, y2, g_of(l)(t, {y1}));
     }
   }
-  return scale(t, add(t, y1, y2), T(0.5));
+  return scale(t, add(t, y1, y2), S(0.5));
 }
 
-template Var<float> reformer_hidden<float>(Tape<float>&, const Ctx<float>&, const Var<float>&);
-template Var<double> reformer_hidden<double>(Tape<double>&, const Ctx<double>&, const Var<double>&);
+#define ATTNSCOPE_INSTANTIATE(G) \
+  template VarOf<G> reformer_hidden<G>(G&, const Ctx<G>&, const VarOf<G>&);
+ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
+#undef ATTNSCOPE_INSTANTIATE
 
 }  // namespace train
 

@@ -15,8 +15,8 @@ void transformer_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out
 namespace train {
 
 // h (n, D) through the blocks; the views number them 0 .. L-1.
-template <typename T>
-Var<T> transformer_hidden(Tape<T>& t, const Ctx<T>& c, Var<T> h) {
+template <typename G>
+VarOf<G> transformer_hidden(G& t, const Ctx<G>& c, VarOf<G> h) {
   for (int l = 0; l < c.cfg.layers; ++l) {
     TrainAttnSpec spec = causal_spec(c, 0);
     if (c.cfg.family == Family::kSparse) {
@@ -29,8 +29,10 @@ Var<T> transformer_hidden(Tape<T>& t, const Ctx<T>& c, Var<T> h) {
   return h;
 }
 
-template Var<float> transformer_hidden<float>(Tape<float>&, const Ctx<float>&, Var<float>);
-template Var<double> transformer_hidden<double>(Tape<double>&, const Ctx<double>&, Var<double>);
+#define ATTNSCOPE_INSTANTIATE(G) \
+  template VarOf<G> transformer_hidden<G>(G&, const Ctx<G>&, VarOf<G>);
+ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
+#undef ATTNSCOPE_INSTANTIATE
 
 }  // namespace train
 

@@ -96,7 +96,7 @@ int64_t graph_window_align(const ModelConfig& cfg) {
 template <typename T>
 Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& in, const ParamSet<T>& p,
                                       const uint8_t* x, int64_t n, const GraphOptions& opt) {
-  Ctx<T> c;
+  Ctx<Tape<T>> c;
   c.cfg = in;
   c.opt = opt;
   ATTN_RETURN_IF_ERROR(config_resolve(c.cfg));
@@ -132,26 +132,11 @@ Expected<GraphHidden<T>> graph_hidden(Tape<T>& tape, const ModelConfig& in, cons
     if (opt.infer) return invalid_argument("an inference graph runs in float only");
   }
   ATTN_RETURN_IF_ERROR(check_params(cfg, p));
-  c.p = std::make_shared<const ParamSet<T>>(p);
+  c.p = std::make_shared<const ParamSet<T>>(p);  // (a copy of the map, the same Vars)
 
   GraphHidden<T> out;
   Var<T> emb = embed(tape, p, cfg, x, opt.pos0, n);  // (n, D)
-  switch (cfg.family) {
-    case Family::kDense:
-    case Family::kSparse:
-      out.hidden = transformer_hidden(tape, c, emb);
-      break;
-    case Family::kReformer:
-      out.hidden = reformer_hidden(tape, c, emb);
-      break;
-    case Family::kPerceiverAR:
-      out.first_row = n - std::min<int64_t>(cfg.perceiver.latents, n);
-      out.hidden = perceiver_hidden(tape, c, emb, out.first_row);
-      break;
-    case Family::kHourglass:
-      out.hidden = hourglass_hidden(tape, c, emb);
-      break;
-  }
+  out.hidden = family_hidden(tape, c, emb, &out.first_row);
   if (opt.infer && !opt.infer->status.is_ok()) return opt.infer->status;
   if (opt.cancel && opt.cancel->load()) return cancelled("forward cancelled");
   return out;

@@ -616,6 +616,73 @@ Var<T> head_loss(Tape<T>& tape, const ParamSet<T>& p, const Var<T>& hidden, cons
   return loss;
 }
 
+// ---- hourglass row moves ----
+
+// y (out_rows, D): row j = x[j - shift] (zeros where that row does not exist).
+template <typename T>
+Var<T> shift_rows(Tape<T>& tape, const Var<T>& x, int64_t shift, int64_t out_rows) {
+  const int64_t D = x->cols;
+  Var<T> y = make_var<T>(out_rows, D, x->requires_grad);
+  const int64_t j0 = std::max<int64_t>(0, shift), j1 = std::min(out_rows, x->rows + shift);
+  for (int64_t j = j0; j < j1; ++j)
+    std::copy_n(x->data.data() + (j - shift) * D, D, y->data.data() + j * D);
+  if (x->requires_grad)
+    tape.push([x, y, shift, j0, j1, D]() {
+      if (!y->has_grad()) return;
+      T* gx = x->g();
+      const T* gy = y->grad.data();
+      for (int64_t j = j0; j < j1; ++j)
+        for (int64_t c = 0; c < D; ++c) gx[(j - shift) * D + c] += gy[j * D + c];
+    });
+  return y;
+}
+
+// y (rows, D): the mean of each group of k consecutive rows of x (rows * k, D),
+// summed in order and then scaled by 1/k as the inference's average pooling
+// does.
+template <typename T>
+Var<T> mean_groups(Tape<T>& tape, const Var<T>& x, int64_t k) {
+  const int64_t D = x->cols, rows = x->rows / k;
+  Var<T> y = make_var<T>(rows, D, x->requires_grad);
+  const T inv = T(1) / static_cast<T>(k);
+  T* yd = y->data.data();
+  const T* xd = x->data.data();
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t r = 0; r < k; ++r)
+      for (int64_t c = 0; c < D; ++c) yd[t * D + c] += xd[(t * k + r) * D + c];
+  for (int64_t e = 0; e < rows * D; ++e) yd[e] *= inv;
+  if (x->requires_grad)
+    tape.push([x, y, k, inv, rows, D]() {
+      if (!y->has_grad()) return;
+      T* gx = x->g();
+      const T* gy = y->grad.data();
+      for (int64_t t = 0; t < rows; ++t)
+        for (int64_t r = 0; r < k; ++r)
+          for (int64_t c = 0; c < D; ++c) gx[(t * k + r) * D + c] += gy[t * D + c] * inv;
+    });
+  return y;
+}
+
+// y (rows * k, D): row t*k + r = x[t] (repeat upsampling).
+template <typename T>
+Var<T> repeat_rows(Tape<T>& tape, const Var<T>& x, int64_t k) {
+  const int64_t D = x->cols, rows = x->rows;
+  Var<T> y = make_var<T>(rows * k, D, x->requires_grad);
+  for (int64_t t = 0; t < rows; ++t)
+    for (int64_t r = 0; r < k; ++r)
+      std::copy_n(x->data.data() + t * D, D, y->data.data() + (t * k + r) * D);
+  if (x->requires_grad)
+    tape.push([x, y, k, rows, D]() {
+      if (!y->has_grad()) return;
+      T* gx = x->g();
+      const T* gy = y->grad.data();
+      for (int64_t t = 0; t < rows; ++t)
+        for (int64_t r = 0; r < k; ++r)
+          for (int64_t c = 0; c < D; ++c) gx[t * D + c] += gy[(t * k + r) * D + c];
+    });
+  return y;
+}
+
 // ---- instantiations ----
 
 #define ATTNSCOPE_OPS_TRAIN_INSTANTIATE(T)                                                        \
@@ -632,7 +699,10 @@ Var<T> head_loss(Tape<T>& tape, const ParamSet<T>& p, const Var<T>& hidden, cons
   template Var<T> ffn_block<T>(Tape<T>&, const ParamSet<T>&, const std::string&, const Var<T>&,   \
                                int);                                                              \
   template Var<T> head_loss<T>(Tape<T>&, const ParamSet<T>&, const Var<T>&, const uint8_t*, int); \
-  template Var<T> head_logits<T>(Tape<T>&, const ParamSet<T>&, const Var<T>&);
+  template Var<T> head_logits<T>(Tape<T>&, const ParamSet<T>&, const Var<T>&);                    \
+  template Var<T> shift_rows<T>(Tape<T>&, const Var<T>&, int64_t, int64_t);                       \
+  template Var<T> mean_groups<T>(Tape<T>&, const Var<T>&, int64_t);                               \
+  template Var<T> repeat_rows<T>(Tape<T>&, const Var<T>&, int64_t);
 
 ATTNSCOPE_OPS_TRAIN_INSTANTIATE(float)
 ATTNSCOPE_OPS_TRAIN_INSTANTIATE(double)

@@ -20,9 +20,10 @@ namespace attnscope::train {
 template <typename T>
 using ParamSet = std::map<std::string, Var<T>>;
 
-// A parameter by name; the graph checked that every spec'd one is present.
-template <typename T>
-const Var<T>& param(const ParamSet<T>& p, const std::string& name) {
+// A parameter by name from any executor's parameter map; the graph checked that every spec'd
+// one is present.
+template <typename M>
+const typename M::mapped_type& param(const M& p, const std::string& name) {
   auto it = p.find(name);
   assert(it != p.end() && "parameter missing: did check_params run first?");
   return it->second;
@@ -52,6 +53,18 @@ Var<T> concat_rows(Tape<T>& tape, const std::vector<Var<T>>& parts);
 // The same row-major numbers seen as (rows, cols); rows * cols must equal x's count.
 template <typename T>
 Var<T> reshape(Tape<T>& tape, const Var<T>& x, int64_t rows, int64_t cols);
+
+// Hourglass's row moves. y (out_rows, D): row j = x[j - shift] (zeros where that row does not
+// exist).
+template <typename T>
+Var<T> shift_rows(Tape<T>& tape, const Var<T>& x, int64_t shift, int64_t out_rows);
+// y (rows, D): the mean of each group of k consecutive rows of x (rows * k, D), summed in
+// order and then scaled by 1/k.
+template <typename T>
+Var<T> mean_groups(Tape<T>& tape, const Var<T>& x, int64_t k);
+// y (rows * k, D): row t*k + r = x[t] (repeat upsampling).
+template <typename T>
+Var<T> repeat_rows(Tape<T>& tape, const Var<T>& x, int64_t k);
 
 // The inputs at positions p0 .. p0+count-1 of token sequence x (BOS at 0, x[p-1] after)
 // plus their factorised position embeddings: (count, D), exactly embed_inputs().

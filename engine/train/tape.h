@@ -114,6 +114,13 @@ Var<T> make_param(int64_t rows, int64_t cols, const Src* values) {
 template <typename T>
 class Tape {
  public:
+  // What a family's graph (models/family_graph.h) needs of its executor: the value handle,
+  // the scalar type, and whether it records a backward (training-only paths compile away
+  // for an executor that does not).
+  using V = Var<T>;
+  using Scalar = T;
+  static constexpr bool kRecords = true;
+
   explicit Tape(bool recording = true) : recording_(recording) {}
   Tape(const Tape&) = delete;
   Tape& operator=(const Tape&) = delete;

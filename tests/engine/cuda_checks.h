@@ -14,6 +14,10 @@
 
 namespace cuda_checks {
 
+// The exit code of a test that cannot run here (no CUDA build or device): CTest's
+// SKIP_RETURN_CODE for every test, so it is reported as skipped, not passed.
+constexpr int kSkipExit = 77;
+
 // - float32: the same float arithmetic in another summation order (and exp2f for the CPU's
 //   polynomial 2^x): differences of a few ulps times the reduction length, far below 1e-4.
 constexpr double kTolF32 = 1e-4;

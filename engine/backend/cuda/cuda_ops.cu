@@ -294,30 +294,6 @@ __global__ void embed_one_kernel(EmbedTables t, int64_t p, int prev, float* out,
     embed_row(t, pp, pp > 0 ? pv : 0, i, out + i);
 }
 
-// g (ceil(len/k), D): g[t] = (sum over r < k of h[t*k - k + 1 + r], zero outside) / k.
-__global__ void shift_pool_kernel(const float* h, float* g, int64_t len, int64_t D, int k) {
-  const int64_t short_len = (len + k - 1) / k;
-  const float inv = 1.0f / static_cast<float>(k);
-  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < short_len * D;
-       e += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t t = e / D, c = e % D;
-    float s = 0.0f;
-    for (int r = 0; r < k; ++r) {
-      const int64_t src = t * k - k + 1 + r;
-      s += src >= 0 && src < len ? h[src * D + c] : 0.0f;
-    }
-    g[e] = s * inv;
-  }
-}
-
-__global__ void upsample_add_kernel(const float* g, float* h, int64_t len, int64_t D, int k) {
-  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < len * D;
-       e += int64_t{gridDim.x} * blockDim.x) {
-    const int64_t r = e / D, c = e % D;
-    h[e] += g[(r / k) * D + c];
-  }
-}
-
 }  // namespace
 
 Status add_bias(CudaCtx& ctx, float* y, const float* bias, int64_t rows, int64_t n) {
@@ -405,23 +381,6 @@ Status embed_one(CudaCtx& ctx, const EmbedTables& t, int64_t p, int prev, float*
                  const int64_t* pos_dev, const int* prev_dev) {
   if (t.image && !t.pos_channel) return invalid_argument("embed: image modality needs pos_channel");
   embed_one_kernel<<<grid_for(t.D), kThreads, 0, ctx.stream>>>(t, p, prev, out, pos_dev, prev_dev);
-  ATTN_CUDA_CHECK_LAUNCH();
-  return Status::ok();
-}
-
-Status shift_avg_pool(CudaCtx& ctx, const float* h, float* g, int64_t len, int64_t D, int k) {
-  if (k < 1) return invalid_argument("shift_avg_pool: factor must be >= 1");
-  if (len <= 0 || D <= 0) return Status::ok();
-  const int64_t short_len = (len + k - 1) / k;
-  shift_pool_kernel<<<grid_for(short_len * D), kThreads, 0, ctx.stream>>>(h, g, len, D, k);
-  ATTN_CUDA_CHECK_LAUNCH();
-  return Status::ok();
-}
-
-Status upsample_repeat_add(CudaCtx& ctx, const float* g, float* h, int64_t len, int64_t D, int k) {
-  if (k < 1) return invalid_argument("upsample_repeat_add: factor must be >= 1");
-  if (len <= 0 || D <= 0) return Status::ok();
-  upsample_add_kernel<<<grid_for(len * D), kThreads, 0, ctx.stream>>>(g, h, len, D, k);
   ATTN_CUDA_CHECK_LAUNCH();
   return Status::ok();
 }

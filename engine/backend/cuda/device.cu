@@ -19,8 +19,10 @@ int backend_cuda_device_count(std::string* why_none) {
   return count;
 }
 
-// The ops the device runs (cuda_ops.cu, attn_*.cu, sample.cu, train_kernels.cu); not listed,
-// so run on the CPU: "decode_lsh" (the Reformer's decode), "attn_lsh_backward".
+// The ops the device runs (cuda_ops.cu, exec_cuda.cu, attn_*.cu, sample.cu, train_kernels.cu);
+// not listed, so run on the CPU: "decode_lsh" (the Reformer's decode), "decode_perceiver_ar" and
+// "decode_hourglass" (the device executor decodes one row per step through dense and sparse
+// caches only), "attn_lsh_backward".
 bool backend_cuda_supports(const char* op_name) {
   if (!op_name) return false;
   static const char* const kOps[] = {"matmul",
@@ -31,8 +33,10 @@ bool backend_cuda_supports(const char* op_name) {
                                      "split_heads",
                                      "merge_heads",
                                      "embed",
-                                     "shift_avg_pool",
-                                     "upsample_repeat",
+                                     "scale",
+                                     "shift_rows",
+                                     "mean_groups",
+                                     "repeat_rows",
                                      "attn_dense",
                                      "attn_sparse",
                                      "attn_lsh",

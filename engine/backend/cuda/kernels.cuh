@@ -184,13 +184,6 @@ Status embed(CudaCtx& ctx, const EmbedTables& t, const uint8_t* x, int64_t p0, i
 Status embed_one(CudaCtx& ctx, const EmbedTables& t, int64_t p, int prev, float* out,
                  const int64_t* pos_dev = nullptr, const int* prev_dev = nullptr);
 
-// Hourglass shortening with average pooling: h (len, D) shifted right by k-1 (zeros before
-// 0) and averaged in groups of k: g (ceil(len/k), D), g[t] = mean(h[t*k-k+1 .. t*k]) with
-// rows < 0 as zeros (hourglass.cpp depth_forward + pool).
-Status shift_avg_pool(CudaCtx& ctx, const float* h, float* g, int64_t len, int64_t D, int k);
-// Repeat upsampling plus residual: h (len, D) += g[r / k] for each row r < len.
-Status upsample_repeat_add(CudaCtx& ctx, const float* g, float* h, int64_t len, int64_t D, int k);
-
 // ---- attention (attn_dense.cu, attn_sparse.cu, attn_lsh.cu) --------------------------------
 // Dense causal attention with query offset (attn_dense_forward_cpu): q (H, nq, d), k, v
 // (H, nk, d), out (H, nq, d); query m sees keys j <= q_offset + m, j < nk. One fused,

@@ -117,9 +117,11 @@ Expected<std::vector<CudaBenchRow>> cuda_bench_attention(const std::vector<int64
                                                          int total_width, CudaPrecision p);
 
 // ---- models on the device --------------------------------------------------------------
-// A Model whose forward and decode run on the GPU (weights uploaded once; decode with
-// device KV caches, the per-token step captured in a CUDA graph). Families the device does
-// not run yet return unsupported with the reason, and callers use the CPU model.
+// A Model whose forward is the family's one graph (models/family_graph.h) run by the CUDA
+// executor (weights uploaded once), for every family; its decode step is the same graph on one
+// row with device K/V caches for the dense and sparse families (the others' decode_step returns
+// unsupported, and model_create_placed generates with them on the CPU). The attention views run
+// on the CPU over the same weights. Head widths other than 32, 64 and 128 are unsupported.
 Expected<std::unique_ptr<Model>> model_create_cuda(const ModelConfig& cfg, const WeightMap& w,
                                                    CudaPrecision p);
 
