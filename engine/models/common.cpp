@@ -164,6 +164,14 @@ Status check_attention_layer(const ModelConfig& cfg, int64_t n, int layer, int l
   return Status::ok();
 }
 
+Status check_decode_step(const ModelConfig& cfg, int64_t pos, int prev_token) {
+  if (pos >= cfg.seq_len())
+    return invalid_argument("decode past the model's length " + std::to_string(cfg.seq_len()));
+  if (pos > 0 && (prev_token < 0 || prev_token >= kVocab))
+    return invalid_argument("token out of range 0..255");
+  return Status::ok();
+}
+
 KvCache kv_cache_make(int heads, int64_t cap, int d) {
   KvCache c;
   c.k = Tensor::zeros({heads, cap, d}, MemCategory::kCaches);

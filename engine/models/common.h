@@ -61,6 +61,8 @@ KvCache kv_cache_make(int heads, int64_t cap, int d);
 // The argument checks every family's attention_layer makes: n in 1..seq_len, layer in
 // 0..layers-1.
 Status check_attention_layer(const ModelConfig& cfg, int64_t n, int layer, int layers);
+// A decode step at pos fed prev_token (ignored at pos 0): within the model's length, a byte.
+Status check_decode_step(const ModelConfig& cfg, int64_t pos, int prev_token);
 
 // One query per head at absolute position i against the cache (which holds i+1 rows).
 using AttnDecodeFn =

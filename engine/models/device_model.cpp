@@ -14,6 +14,7 @@
 
 #include "attnscope/cuda.h"
 #include "exec/device_graph.h"
+#include "models/common.h"
 #include "models/family_graph.h"
 
 namespace attnscope {
@@ -95,10 +96,7 @@ class DeviceModel : public Model {
                          " decoding runs on the CPU model (model_create) over the same weights");
     auto& st = static_cast<DeviceDecodeState&>(base);
     const int64_t i = st.pos;
-    if (i >= cfg_.seq_len())
-      return invalid_argument("decode past the model's length " + std::to_string(cfg_.seq_len()));
-    if (i > 0 && (prev_token < 0 || prev_token >= kVocab))
-      return invalid_argument("token out of range 0..255");
+    ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, i, prev_token));
     ATTN_RETURN_IF_ERROR(decode_alloc_);
     std::lock_guard<std::mutex> lock(mu_);
     if (i > 0) st.tokens.push_back(static_cast<uint8_t>(prev_token));

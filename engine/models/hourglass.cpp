@@ -189,10 +189,7 @@ class HourglassModel : public GraphModel {
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<HourglassState&>(base);
     const int64_t i = st.pos;
-    if (i >= cfg_.seq_len())
-      return invalid_argument("decode past the model's length " + std::to_string(cfg_.seq_len()));
-    if (i > 0 && (prev_token < 0 || prev_token >= kVocab))
-      return invalid_argument("token out of range 0..255");
+    ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, i, prev_token));
     embed_one(cp_, cfg_, i, prev_token, st.x.data());
     depth_decode(st, 0, st.x.data(), i);
     head_forward(cp_, cfg_, st.x.data(), 1, logits);

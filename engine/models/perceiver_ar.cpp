@@ -201,10 +201,7 @@ class PerceiverModel : public GraphModel {
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<PerceiverState&>(base);
     const int64_t p = st.pos, M = cfg_.perceiver.latents, D = cfg_.dim;
-    if (p >= cfg_.seq_len())
-      return invalid_argument("decode past the model's length " + std::to_string(cfg_.seq_len()));
-    if (p > 0 && (prev_token < 0 || prev_token >= kVocab))
-      return invalid_argument("token out of range 0..255");
+    ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, p, prev_token));
     float* zp = st.z.data() + (p % M) * D;
     cross_decode(st, p, prev_token, zp);
     if (p < M) {

@@ -196,10 +196,7 @@ class ReformerModel : public GraphModel {
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<ReformerState&>(base);
     const int64_t i = st.pos;
-    if (i >= cfg_.seq_len())
-      return invalid_argument("decode past the model's length " + std::to_string(cfg_.seq_len()));
-    if (i > 0 && (prev_token < 0 || prev_token >= kVocab))
-      return invalid_argument("token out of range 0..255");
+    ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, i, prev_token));
     const int D = cfg_.dim, H = cfg_.heads, d = cfg_.head_dim(), R = spec_.n_hashes;
     const int64_t cap = cfg_.seq_len();
     const bool rev = cfg_.lsh.reversible;

@@ -63,10 +63,7 @@ class TransformerModel : public GraphModel {
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<TransformerState&>(base);
     const int64_t i = st.pos;
-    if (i >= cfg_.seq_len())
-      return invalid_argument("decode past the model's length " + std::to_string(cfg_.seq_len()));
-    if (i > 0 && (prev_token < 0 || prev_token >= kVocab))
-      return invalid_argument("token out of range 0..255");
+    ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, i, prev_token));
     const int H = cfg_.heads, d = cfg_.head_dim();
     embed_one(cp_, cfg_, i, prev_token, st.x.data());
     for (int l = 0; l < cfg_.layers; ++l) {
