@@ -1,14 +1,19 @@
 // attnscope-cli generate and eval: prompts in (image, WAV or text), sampled outputs out
 // (one grid image, or numbered WAV/text files), and bits per dim with optional log-probs.
+#include <unistd.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 
 #include "args.h"
 #include "attnscope/atomic_file.h"
 #include "attnscope/generate.h"
+#include "attnscope/train.h"
 #include "commands.h"
+#include "image_dataset.h"
 #include "media.h"
 
 namespace cli {
@@ -59,13 +64,19 @@ const CommandSpec kGenerateSpec = {
 
 const CommandSpec kEvalSpec = {
     "eval",
-    "eval --model FILE --input IMAGE|WAV|TEXTFILE [--dump-logprobs FILE.npy]",
+    "eval --model FILE --input IMAGE|WAV|TEXTFILE|DIR [--dump-logprobs FILE.npy]",
     "Prints the model's bits per dim (mean -log2 P(token | tokens before)) on the input and the\n"
     "number of tokens N. Images must have the model's size; WAV files are resampled to the\n"
-    "model's rate; audio and text longer than the model's length are cut to it.",
+    "model's rate; audio and text longer than the model's length are cut to it.\n"
+    "With a folder: every image, WAV or text file below it, read as attnscope-cli train reads\n"
+    "data (images scaled to the model's size), each file one sequence; prints the mean bits/dim\n"
+    "over the files, their count and the lowest and highest file's figure (progress on stderr,\n"
+    "Ctrl-C cancels).",
     {
         {"--model", "FILE", "the model file (required)"},
-        {"--input", "FILE", "an image, WAV or text file matching the model's modality (required)"},
+        {"--input", "PATH",
+         "an image, WAV or text file matching the model's modality, or a folder of them "
+         "(required)"},
         {"--dump-logprobs", "FILE",
          "also write every position's 256 log-probabilities as a .npy "
          "float32 array of shape (N, 256)"},
@@ -263,6 +274,43 @@ Status cmd_generate(const Argv& argv, const Context& ctx) {
   return Status::ok();
 }
 
+// eval --input DIR: the mean bits/dim of every sequence the data reader finds below dir.
+Status eval_folder(const Model& model, const std::string& dir, const Context& ctx) {
+  DataOptions dopt;
+  dopt.image_decoder = image_dataset_decode;  // as attnscope-cli train reads images
+  auto data = dataset_load(dir, model.config().modality, dopt);
+  if (!data) return invalid_argument(data.status().message());
+  std::vector<const std::vector<uint8_t>*> seqs;
+  std::vector<const std::string*> names;
+  for (size_t i = 0; i < data->train.size(); ++i)
+    seqs.push_back(&data->train[i]), names.push_back(&data->train_names[i]);
+  for (size_t i = 0; i < data->heldout.size(); ++i)
+    seqs.push_back(&data->heldout[i]), names.push_back(&data->heldout_names[i]);
+  if (seqs.empty()) return invalid_argument(dir + ": no data to evaluate");
+  double sum = 0, lo = 1e300, hi = -1;
+  std::string lo_name, hi_name;
+  const bool tty = isatty(fileno(stderr));
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    const auto& x = *seqs[i];
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(x.size()), model.config().seq_len());
+    Tensor lp;
+    Status st = model_log_probs(model, x.data(), n, &lp, ctx.cancel);
+    if (!st) return st.code() == StatusCode::kCancelled ? st : internal_error(st.message());
+    double nats = 0;
+    for (int64_t p = 0; p < n; ++p) nats -= lp.data()[p * kVocab + x[static_cast<size_t>(p)]];
+    const double bits = nats / static_cast<double>(n) / std::log(2.0);
+    sum += bits;
+    if (bits < lo) lo = bits, lo_name = *names[i];
+    if (bits > hi) hi = bits, hi_name = *names[i];
+    if (tty) std::fprintf(stderr, "\r%zu / %zu files", i + 1, seqs.size());
+  }
+  if (tty) std::fputc('\n', stderr);
+  std::printf("bits/dim: %.4f (mean over %zu files)\n", sum / static_cast<double>(seqs.size()),
+              seqs.size());
+  std::printf("lowest: %.4f %s\nhighest: %.4f %s\n", lo, lo_name.c_str(), hi, hi_name.c_str());
+  return Status::ok();
+}
+
 Status cmd_eval(const Argv& argv, const Context& ctx) {
   auto args = Args::parse(kEvalSpec, argv);
   if (!args) return args.status();
@@ -283,6 +331,11 @@ Status cmd_eval(const Argv& argv, const Context& ctx) {
   if (!model) return model.status();
   const ModelConfig& cfg = (*model)->config();
   const int64_t n_max = cfg.seq_len();
+  if (std::filesystem::is_directory(*input)) {
+    if (!dump.empty())
+      return invalid_argument("--dump-logprobs takes one input file, not a folder");
+    return eval_folder(**model, *input, ctx);
+  }
 
   std::string msg;
   Expected<std::vector<uint8_t>> tokens = std::vector<uint8_t>{};

@@ -9,6 +9,7 @@
 #include <QRegularExpression>
 #include <QTemporaryDir>
 #include <QtTest>
+#include <cmath>
 
 #include "attnscope/audio.h"
 #include "cli_run.h"
@@ -67,6 +68,12 @@ class TestBundledModels : public QObject {
       sum += bits;
     }
     QVERIFY(sum / icons.size() < 3.0);
+    // eval of the folder: the mean of the files' figures.
+    const Run all =
+        cli({"eval", "--model", assets("models/icons.safetensors"), "--input", dir.absolutePath()});
+    QVERIFY2(all.code == 0, all.err.constData());
+    QVERIFY2(all.out.contains("mean over 4 files"), all.out.constData());
+    QVERIFY(std::fabs(number_after(all.out, "bits/dim:") - sum / icons.size()) < 1e-3);
   }
 
   void speechModelIsTrained() {
