@@ -189,6 +189,23 @@ double train_lr_at(const TrainOptions& opt, int64_t step) {
   return opt.lr * (opt.min_lr_ratio + (1.0 - opt.min_lr_ratio) * cosine);
 }
 
+void train_adamw_update(float* w, const float* g, float* m, float* v, int64_t n,
+                        const AdamWStep& st) {
+  const double t = static_cast<double>(st.t), b1 = st.beta1, b2 = st.beta2;
+  const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
+  const double keep = 1.0 - st.lr * st.weight_decay;
+#pragma omp parallel for if (n > 65536) schedule(static)
+  for (int64_t e = 0; e < n; ++e) {
+    const double gd = g[e];
+    const double me = b1 * m[e] + (1.0 - b1) * gd;
+    const double ve = b2 * v[e] + (1.0 - b2) * gd * gd;
+    m[e] = static_cast<float>(me);
+    v[e] = static_cast<float>(ve);
+    const double upd = (me / bc1) / (std::sqrt(ve / bc2) + st.eps);
+    w[e] = static_cast<float>(w[e] * keep - st.lr * upd);
+  }
+}
+
 double train_clip_global_norm(const std::vector<std::pair<float*, int64_t>>& grads, double clip) {
   double ss = 0;
   for (const auto& [g, n] : grads)
@@ -345,28 +362,13 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
                           std::to_string(s.step + 1) + "; try a lower learning rate");
   }
 
-  // AdamW: bias-corrected moments, weight decay decoupled from the gradient (matrices only).
+  // AdamW, weight decay on the matrices only.
   const double lr = train_lr_at(s.opt, s.step);
-  const double t = static_cast<double>(s.step + 1);
-  const double b1 = s.opt.beta1, b2 = s.opt.beta2, eps = s.opt.eps;
-  const double bc1 = 1.0 - std::pow(b1, t), bc2 = 1.0 - std::pow(b2, t);
+  AdamWStep st{lr, s.opt.beta1, s.opt.beta2, s.opt.eps, 0, s.step + 1};
   for (auto& [name, p] : s.params) {
-    const double keep = s.decayed.count(name) ? 1.0 - lr * s.opt.weight_decay : 1.0;
-    float* w = p->data.data();
-    const float* gp = p->grad.data();
-    float* m = s.m[name].data();
-    float* v = s.v[name].data();
-    const int64_t n = p->numel();
-#pragma omp parallel for if (n > 65536) schedule(static)
-    for (int64_t e = 0; e < n; ++e) {
-      const double gd = gp[e];
-      const double me = b1 * m[e] + (1.0 - b1) * gd;
-      const double ve = b2 * v[e] + (1.0 - b2) * gd * gd;
-      m[e] = static_cast<float>(me);
-      v[e] = static_cast<float>(ve);
-      const double upd = (me / bc1) / (std::sqrt(ve / bc2) + eps);
-      w[e] = static_cast<float>(w[e] * keep - lr * upd);
-    }
+    st.weight_decay = s.decayed.count(name) ? s.opt.weight_decay : 0.0;
+    train_adamw_update(p->data.data(), p->grad.data(), s.m[name].data(), s.v[name].data(),
+                       p->numel(), st);
   }
   zero_grads();
   ++s.step;

@@ -184,6 +184,24 @@ class TestTrainer : public QObject {
 
   // Linear warm-up to lr, cosine to lr * min_lr_ratio at the last step, flat
   // after.
+  // The update function alone, first and second step by hand: w = 1, g = 0.5 then -0.25, lr 0.1,
+  // betas 0.9 / 0.95, eps 1e-8, weight decay 0.01.
+  void adamwUpdateByHand() {
+    float w = 1.0f, m = 0.0f, v = 0.0f;
+    const float g1 = 0.5f, g2 = -0.25f;
+    AdamWStep st{0.1, 0.9, 0.95, 1e-8, 0.01, 1};
+    train_adamw_update(&w, &g1, &m, &v, 1, st);
+    // m = 0.05, v = 0.0125; m^ = 0.5, v^ = 0.25: w = 1 * (1 - 0.001) - 0.1 * 0.5 / 0.5.
+    QVERIFY(std::fabs(m - 0.05) < 1e-7 && std::fabs(v - 0.0125) < 1e-7);
+    QVERIFY(std::fabs(w - 0.899) < 1e-6);
+    st.t = 2;
+    train_adamw_update(&w, &g2, &m, &v, 1, st);
+    const double me = 0.9 * 0.05 + 0.1 * -0.25, ve = 0.95 * 0.0125 + 0.05 * 0.0625;
+    const double want =
+        0.899 * 0.999 - 0.1 * (me / (1 - 0.81)) / (std::sqrt(ve / (1 - 0.9025)) + 1e-8);
+    QVERIFY2(std::fabs(w - want) < 1e-6, qPrintable(QString("w %1, want %2").arg(w).arg(want)));
+  }
+
   void scheduleValues() {
     TrainOptions o;
     o.lr = 1.0;

@@ -95,6 +95,16 @@ double train_lr_at(const TrainOptions& opt, int64_t step);
 // Scales the gradients (pointer, count pairs) so that their global L2 norm is at most clip
 // (clip <= 0: unchanged) and returns the norm before clipping.
 double train_clip_global_norm(const std::vector<std::pair<float*, int64_t>>& grads, double clip);
+// One AdamW update (as llm.c's update step) of n weights w with gradients g and moments m, v
+// (updated in place) at step t (1-based): bias-corrected moments, the update
+// lr * m^ / (sqrt(v^) + eps), and decoupled weight decay w *= 1 - lr * weight_decay (pass 0 for
+// tensors that are not decayed). Arithmetic in double, stored as float.
+struct AdamWStep {
+  double lr = 0, beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0;
+  int64_t t = 1;
+};
+void train_adamw_update(float* w, const float* g, float* m, float* v, int64_t n,
+                        const AdamWStep& st);
 
 // What the trainer reports after each step and each evaluation.
 struct TrainProgress {
