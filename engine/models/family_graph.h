@@ -142,6 +142,9 @@ VarOf<G> reformer_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb);
 // then the latent stack; (n - first, D).
 template <typename G>
 VarOf<G> perceiver_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb, int64_t first);
+// The prefix of an n-token sequence a training pass uses (train/graph.h graph_train_length):
+// one window of M latents ending at M, 2M, .., n, chosen by draw.
+int64_t perceiver_train_length(const ModelConfig& cfg, int64_t n, uint64_t draw);
 // The latent self-attention stack alone over z (rows, D), the latents at positions first ..
 // (decode recomputes it on a sliding window).
 template <typename G>

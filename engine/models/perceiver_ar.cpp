@@ -111,6 +111,13 @@ VarOf<G> cross_layer(G& t, const ParamsOf<G>& p, const VarOf<G>& emb, int64_t fi
 
 }  // namespace
 
+int64_t perceiver_train_length(const ModelConfig& cfg, int64_t n, uint64_t draw) {
+  const int64_t m = cfg.perceiver.latents;
+  if (n <= m) return n;
+  const int64_t windows = (n + m - 1) / m;
+  return std::min(n, m * (1 + static_cast<int64_t>(draw % static_cast<uint64_t>(windows))));
+}
+
 template <typename G>
 VarOf<G> perceiver_latents(G& t, const Ctx<G>& c, VarOf<G> z, int64_t first) {
   for (int l = 0; l < c.cfg.layers; ++l) {

@@ -82,6 +82,10 @@ WeightMap params_to_weights(const ModelConfig& in, const ParamSet<float>& p) {
   return w;
 }
 
+int64_t graph_train_length(const ModelConfig& cfg, int64_t n, uint64_t draw) {
+  return cfg.family == Family::kPerceiverAR ? perceiver_train_length(cfg, n, draw) : n;
+}
+
 int64_t graph_window_align(const ModelConfig& cfg) {
   switch (cfg.family) {
     case Family::kDense:

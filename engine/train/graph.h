@@ -49,6 +49,12 @@ struct GraphOptions {
 // attention depends on absolute positions: LSH chunks, latents, shortening groups).
 int64_t graph_window_align(const ModelConfig& cfg);
 
+// How many leading positions of an n-token sequence one training pass of the family uses, given
+// a random draw: n for most families; Perceiver AR predicts only its last M positions, so each
+// pass trains one window of M whose end is drawn uniformly among M, 2M, .., n (the prefix
+// before it is context), and every position is trained equally often.
+int64_t graph_train_length(const ModelConfig& cfg, int64_t n, uint64_t draw);
+
 // Trainable parameters from model weights (every spec'd tensor; vectors become (1, n)).
 template <typename T>
 ParamSet<T> params_from_weights(const ModelConfig& cfg, const WeightMap& w);

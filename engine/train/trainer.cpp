@@ -326,18 +326,10 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
       g.pos0 = align * static_cast<int64_t>(r % starts);
       n = s.opt.window;
     }
-    // Perceiver AR predicts only its last M positions: each sequence trains one window of
-    // M, its end drawn uniformly among M, 2M, .., N (the prefix before it is context), so
-    // every position is trained equally often, as the last latents of some window.
-    if (s.cfg.family == Family::kPerceiverAR) {
-      const int64_t m = s.cfg.perceiver.latents;
-      if (n > m) {
-        const int64_t windows = (n + m - 1) / m;
-        const uint64_t r =
-            derive_seed(s.opt.seed ^ 0x5045524345495645ull, static_cast<uint64_t>(s.step) + 1, i);
-        n = std::min(n, m * (1 + static_cast<int64_t>(r % static_cast<uint64_t>(windows))));
-      }
-    }
+    // The family may train a sequence on a prefix of it (Perceiver AR: one window of latents).
+    n = train::graph_train_length(
+        s.cfg, n,
+        derive_seed(s.opt.seed ^ 0x5045524345495645ull, static_cast<uint64_t>(s.step) + 1, i));
     train::Tape<float> tape;
     auto loss = train::graph_loss(tape, s.cfg, s.params, batch[i]->data(), n, g);
     if (!loss) {
