@@ -3,13 +3,21 @@
 // --precision, --autorun, --view,
 // --screenshot), opens the main window and, when asked, runs the generation (or the comparison) to
 // its end, writes a screenshot and exits.
+#include <unistd.h>
+
 #include <QApplication>
 #include <QBuffer>
 #include <QDir>
 #include <QFileInfo>
+#include <QOpenGLContext>
+#include <QStandardPaths>
 #include <QTimer>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "attnscope/atomic_file.h"
 #include "render/canvas.h"
@@ -207,6 +215,54 @@ QString default_model() {
 
 }  // namespace
 
+// The canvas is an OpenGL widget: a platform without a display (no DISPLAY or WAYLAND_DISPLAY)
+// or without OpenGL (Qt's offscreen and minimal platforms) cannot show it. For a scripted
+// screenshot, re-run this program under xvfb-run when it is installed; otherwise say how to
+// run it. Returns the exit code to stop with, or -1 to go on.
+int ensure_gl_display(int argc, char** argv, bool screenshot) {
+  const QByteArray platform = qgetenv("QT_QPA_PLATFORM");
+  const bool no_gl_platform = platform.startsWith("offscreen") || platform.startsWith("minimal");
+  const bool no_display = platform.isEmpty() && qEnvironmentVariableIsEmpty("DISPLAY") &&
+                          qEnvironmentVariableIsEmpty("WAYLAND_DISPLAY");
+  if (!no_gl_platform && !no_display) return -1;
+  const char* why = no_gl_platform ? "Qt's offscreen and minimal platforms have no OpenGL, "
+                                     "which the canvas needs"
+                                   : "there is no display (DISPLAY and WAYLAND_DISPLAY are unset)";
+  const QString xvfb = QStandardPaths::findExecutable(QStringLiteral("xvfb-run"));
+  if (screenshot && !xvfb.isEmpty() && qEnvironmentVariableIsEmpty("ATTNSCOPE_UNDER_XVFB")) {
+    std::fprintf(stderr, "attnscope: %s: taking the screenshot under xvfb-run\n", why);
+    std::fflush(stderr);
+    qputenv("ATTNSCOPE_UNDER_XVFB", "1");
+    qputenv("QT_QPA_PLATFORM", "xcb");
+    std::vector<std::string> words = {
+        xvfb.toStdString(), "-a", "-s", "-screen 0 1920x1080x24",
+        QFileInfo(QStringLiteral("/proc/self/exe")).canonicalFilePath().toStdString()};
+    for (int i = 1; i < argc; ++i) words.emplace_back(argv[i]);
+    std::vector<char*> cargv;
+    for (std::string& w : words) cargv.push_back(w.data());
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    std::fprintf(stderr, "attnscope: could not run xvfb-run: %s\n", std::strerror(errno));
+    return 1;
+  }
+  std::fprintf(stderr,
+               "attnscope: %s. Run it on a desktop, or headless under Xvfb: xvfb-run -a "
+               "attnscope ...%s (apt-get install xvfb); attnscope-cli generate writes "
+               "completions without a window.\n",
+               why, screenshot ? "" : " --screenshot FILE");
+  return 2;
+}
+
+// Why the platform Qt loaded cannot create an OpenGL context, or empty.
+QString gl_unavailable() {
+  QOpenGLContext probe;
+  if (probe.create()) return {};
+  return QStringLiteral(
+             "the '%1' platform cannot create an OpenGL context, which the canvas "
+             "needs; run under Xvfb (xvfb-run -a attnscope ...) or on a desktop")
+      .arg(QGuiApplication::platformName());
+}
+
 int main(int argc, char** argv) {
   attnscope::mem_retain_freed_blocks();
   // Arguments first, so that a bad one is one line and exit 2 even without a display.
@@ -222,8 +278,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "attnscope: %s\n", qPrintable(error));
     return 2;
   }
+  if (const int code = ensure_gl_display(argc, argv, !opt->screenshot.isEmpty()); code >= 0)
+    return code;
   render::canvas_set_default_surface_format();
   QApplication app(argc, argv);
+  if (const QString why = gl_unavailable(); !why.isEmpty()) {
+    std::fprintf(stderr, "attnscope: %s\n", qPrintable(why));
+    return 2;
+  }
   QApplication::setOrganizationName(QStringLiteral("attnscope"));
   QApplication::setApplicationName(QStringLiteral("attnscope"));
   const bool scripted = !opt->screenshot.isEmpty();
