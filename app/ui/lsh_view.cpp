@@ -27,6 +27,7 @@ LshView::LshView(session::Session* s, QWidget* parent)
   head_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
   strip_ = new QLabel(this);
   strip_->setMinimumHeight(56);
+  strip_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
   // Everything but the message sits in content_, hidden for other families.
   content_ = new QWidget(this);
   auto* controls = new QHBoxLayout;
@@ -42,9 +43,12 @@ LshView::LshView(session::Session* s, QWidget* parent)
   inner->addLayout(controls);
   inner->addWidget(kept_);
   inner->addWidget(field_, 1);
-  inner->addWidget(new QLabel(tr("Sorted order (by bucket, then position); white ticks: chunk "
-                                 "boundaries, each chunk attends to itself and the one before"),
-                              content_));
+  // Wrapped, so that the legend never sets the window's minimum width.
+  auto* order_legend = new QLabel(tr("Sorted order (by bucket, then position); white ticks: chunk "
+                                     "boundaries, each chunk attends to itself and the one before"),
+                                  content_);
+  order_legend->setWordWrap(true);
+  inner->addWidget(order_legend);
   inner->addWidget(strip_);
   message_->setAlignment(Qt::AlignCenter);
   auto* layout = new QVBoxLayout(this);

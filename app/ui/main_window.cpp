@@ -15,11 +15,13 @@
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
+#include <QScreen>
 #include <QSettings>
 #include <QStackedWidget>
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <algorithm>
 
 #include "attention_view.h"
 #include "audio_view.h"
@@ -76,6 +78,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   status_state_ = new QLabel(tr("Open a model (Ctrl+O)"), this);
   status_upload_ = new QLabel(this);
   status_backend_ = new QLabel(this);
+  // Long status lines are cut, never widen the window (the whole line is the tooltip).
+  status_state_->setSizePolicy(QSizePolicy::Ignored, QSizePolicy::Preferred);
   statusBar()->addWidget(status_state_, 1);
   statusBar()->addPermanentWidget(status_backend_);
   statusBar()->addPermanentWidget(status_upload_);
@@ -229,6 +233,7 @@ void MainWindow::refresh_views() {
                                           : QString::fromStdString(s->message);
   status_state_->setText(QStringLiteral("%1 — %2").arg(
       QFileInfo(QString::fromStdString(s->model->path)).fileName(), text));
+  status_state_->setToolTip(status_state_->text());
 }
 
 void MainWindow::open_model(const QString& path) {
@@ -488,6 +493,27 @@ void MainWindow::read_settings() {
   sampling_->set_params(p);
   if (!restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray())) resize(1400, 900);
   restoreState(s.value(QStringLiteral("window/state")).toByteArray());
+  fit_to_screen();
+}
+
+// The window (default or remembered size) within the screen's available geometry: a 1280x720
+// screen shows the whole window, Generate and the status bar included.
+void MainWindow::fit_to_screen() {
+  const QScreen* screen = this->screen() ? this->screen() : QGuiApplication::primaryScreen();
+  if (!screen) return;
+  const QRect avail = screen->availableGeometry();
+  // The frame (title bar, borders) comes on top of the client size.
+  const QSize frame = frameGeometry().size() - geometry().size();
+  const QSize room = avail.size() - frame;
+  const QSize want = size().boundedTo(room);
+  if (want != size()) resize(want);
+  QRect g = frameGeometry();
+  if (!avail.contains(g)) {
+    g.moveLeft(
+        std::clamp(g.left(), avail.left(), std::max(avail.left(), avail.right() - g.width())));
+    g.moveTop(std::clamp(g.top(), avail.top(), std::max(avail.top(), avail.bottom() - g.height())));
+    move(g.topLeft());
+  }
 }
 
 void MainWindow::write_settings() const {

@@ -58,6 +58,7 @@ class MainWindow : public QMainWindow {
   bool export_view_to(const QString& path);
   PromptPanel* prompt_panel() const { return prompt_; }
   SamplingPanel* sampling_panel() const { return sampling_; }
+  ModelPanel* model_panel() const { return model_panel_; }
 
   // Starts loading a model; ends in session()->model_loaded() or an error message.
   void open_model(const QString& path);
@@ -85,6 +86,7 @@ class MainWindow : public QMainWindow {
   void dropEvent(QDropEvent* e) override;
 
  private:
+  void fit_to_screen();
   void create_actions();
   void create_docks();
   void show_error(const QString& title, const QString& message);

@@ -2,12 +2,14 @@
 #include "model_panel.h"
 
 #include <QFileInfo>
+#include <QFontMetrics>
 #include <QFormLayout>
 #include <QHeaderView>
 #include <QLabel>
 #include <QListWidget>
 #include <QTableWidget>
 #include <QVBoxLayout>
+#include <algorithm>
 
 namespace ui {
 
@@ -60,6 +62,16 @@ ModelPanel::ModelPanel(QWidget* parent) : QWidget(parent) {
   memory_->setVerticalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
   memory_->setHorizontalScrollBarPolicy(Qt::ScrollBarAlwaysOff);
   memory_->setSizeAdjustPolicy(QAbstractScrollArea::AdjustToContents);
+  // Columns as wide as the widest figure ("888.8 MiB") on one line: the panel grows to fit them
+  // rather than cutting or wrapping the numbers.
+  memory_->setWordWrap(false);
+  const QFontMetrics fm(memory_->font());
+  const int column = std::max(fm.horizontalAdvance(QStringLiteral("888.8 MiB")),
+                              fm.horizontalAdvance(tr("Current"))) +
+                     4 * fm.averageCharWidth();
+  memory_->horizontalHeader()->setMinimumSectionSize(column);
+  memory_->setMinimumWidth(memory_->verticalHeader()->sizeHint().width() + 2 * column +
+                           2 * memory_->frameWidth());
   for (int r = 0; r < kMemRows; ++r)
     for (int c = 0; c < 2; ++c) {
       auto* item = new QTableWidgetItem;

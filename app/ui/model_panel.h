@@ -18,6 +18,8 @@ class ModelPanel : public QWidget {
  public:
   explicit ModelPanel(QWidget* parent = nullptr);
   void show_snapshot(const session::Snapshot& s);
+  // The memory table (tests check that its numbers fit their columns).
+  QTableWidget* memory_table() const { return memory_; }
 
  private:
   QLabel* hint_;

@@ -1,0 +1,98 @@
+// The window on a small and a large screen (run by CTest under Xvfb at 1280x720 and 1920x1080):
+// it opens inside the screen's available geometry, Generate, Stop and the status bar lie inside
+// it, and a long status line after a run does not widen it. ATTNSCOPE_SHOT (a PNG path) keeps a
+// grab of the window for a person to look at.
+#include <QApplication>
+#include <QProgressBar>
+#include <QPushButton>
+#include <QScreen>
+#include <QStatusBar>
+#include <QTableWidget>
+#include <QTemporaryDir>
+#include <QtTest>
+#include <cstdio>
+
+#include "render/canvas.h"
+#include "ui/main_window.h"
+#include "ui/model_panel.h"
+#include "ui/sampling_panel.h"
+
+using namespace attnscope;
+
+namespace {
+
+// w's rectangle in the window's coordinates.
+QRect in_window(const QWidget* w, const QWidget* window) {
+  return QRect(w->mapTo(window, QPoint(0, 0)), w->size());
+}
+
+}  // namespace
+
+class TestGuiFit : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void window_fits_the_screen() {
+    ui::MainWindow window;
+    window.show();
+    QVERIFY(QTest::qWaitForWindowExposed(&window));
+    const QRect avail = window.screen()->availableGeometry();
+    qInfo("screen %dx%d, window %dx%d", avail.width(), avail.height(), window.width(),
+          window.height());
+    QVERIFY2(avail.contains(window.geometry()),
+             qPrintable(QString("window %1x%2 at %3,%4 outside the screen %5x%6")
+                            .arg(window.width())
+                            .arg(window.height())
+                            .arg(window.x())
+                            .arg(window.y())
+                            .arg(avail.width())
+                            .arg(avail.height())));
+    const QRect inside = window.rect();
+    QVERIFY(inside.contains(in_window(window.sampling_panel()->generate_button(), &window)));
+    QVERIFY(inside.contains(in_window(window.sampling_panel()->stop_button(), &window)));
+    QVERIFY(window.statusBar()->isVisible());
+    QVERIFY(inside.contains(in_window(window.statusBar(), &window)));
+
+    // A run of the bundled model: the status line grows long, the window keeps its width.
+    const int width = window.width();
+    window.open_model(QStringLiteral(ATTNSCOPE_ASSETS "/models/icons.safetensors"));
+    QTRY_VERIFY_WITH_TIMEOUT(window.sampling_panel()->generate_button()->isEnabled(), 20000);
+    window.sampling_panel()->generate_button()->click();
+    QTRY_VERIFY_WITH_TIMEOUT(!window.sampling_panel()->generate_button()->isEnabled(), 10000);
+    QTRY_VERIFY_WITH_TIMEOUT(window.sampling_panel()->generate_button()->isEnabled(), 60000);
+    QTest::qWait(200);
+    QCOMPARE(window.width(), width);
+    QVERIFY(avail.contains(window.geometry()));
+    // Every figure of the Model panel's memory table fits its column on one line.
+    const QTableWidget* mem = window.model_panel()->memory_table();
+    const QFontMetrics fm(mem->font());
+    for (int r = 0; r < mem->rowCount(); ++r)
+      for (int c = 0; c < mem->columnCount(); ++c) {
+        const QString text = mem->item(r, c)->text();
+        QVERIFY2(fm.horizontalAdvance(text) + 6 <= mem->columnWidth(c),
+                 qPrintable(QString("'%1' (%2 px) in a %3 px column")
+                                .arg(text)
+                                .arg(fm.horizontalAdvance(text))
+                                .arg(mem->columnWidth(c))));
+      }
+    if (const QByteArray shot = qgetenv("ATTNSCOPE_SHOT"); !shot.isEmpty())
+      QVERIFY(window.grab().save(QString::fromLocal8Bit(shot)));
+  }
+};
+
+int main(int argc, char** argv) {
+  if (qEnvironmentVariableIsSet("ATTNSCOPE_NO_XVFB") || qEnvironmentVariableIsEmpty("DISPLAY")) {
+    std::printf("SKIP: test_gui_fit needs an X display (install xvfb for xvfb-run)\n");
+    return 77;
+  }
+  QTemporaryDir config;  // no remembered geometry: the first start
+  qputenv("XDG_CONFIG_HOME", config.path().toLocal8Bit());
+  render::canvas_set_default_surface_format();
+  QApplication app(argc, argv);
+  QApplication::setOrganizationName(QStringLiteral("attnscope-test"));
+  QApplication::setApplicationName(QStringLiteral("test_gui_fit"));
+  TestGuiFit tc;
+  return QTest::qExec(&tc, argc, argv);
+}
+
+#include "test_gui_fit.moc"
