@@ -24,6 +24,42 @@ using namespace attnscope;
 
 namespace {
 
+// A default as the help prints it: 3e-4 -> "0.0003", 8 -> "8".
+std::string json_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// The trainer's settings (train_option_fields) as flags, with the command's own around them.
+std::vector<Flag> train_flags() {
+  std::vector<Flag> flags = {
+      {"--model", "FILE", "the model to start from (required)"},
+      {"--data", "PATH",
+       "a folder (every image, WAV or text file below it) or one file (text and audio are cut "
+       "into windows of the model's length) (required)"},
+      {"--out", "FILE", "the trained model, written at checkpoints and at the end (required)"},
+      {"--technique", "T",
+       "memory technique: stored, recompute (blocks re-run in the backward, one block's "
+       "attention probabilities at a time), recompute-attention (blocks re-run, probabilities "
+       "recomputed per tile) or reversible (Reformer) (default: stored)"},
+  };
+  const TrainOptions defaults;
+  for (const TrainOptionField& f : train_option_fields()) {
+    if (!f.flag) continue;
+    std::string d = f.default_text ? f.default_text : json_number(f.get(defaults));
+    flags.push_back(
+        {f.flag, f.value,
+         std::string(f.help) + (d == "required" ? " (required)" : " (default: " + d + ")")});
+  }
+  flags.push_back(
+      {"--heldout", "SHARE", "share of the examples held out for evaluation (default: 0.05)"});
+  flags.push_back(
+      {"--crop", "", "images: centre-crop to the model's aspect ratio instead of scaling"});
+  flags.push_back({"--resume", "", "continue from OUT and OUT.train when they exist"});
+  return flags;
+}
+
 const CommandSpec kTrainSpec = {
     "train",
     "train --model INIT.safetensors --data DIR|FILE --steps N [--batch B] "
@@ -37,44 +73,7 @@ const CommandSpec kTrainSpec = {
     "folder of images\n"
     "(PNG/JPEG), WAV files or text, or on one file, and writes the trained "
     "model to OUT.",
-    {
-        {"--model", "FILE", "the model to start from (required)"},
-        {"--data", "PATH",
-         "a folder (every image, WAV or text file below it) or one file (text "
-         "and audio are "
-         "cut into windows of the model's length) (required)"},
-        {"--steps", "N", "total optimisation steps of the schedule (required)"},
-        {"--out", "FILE", "the trained model, written at checkpoints and at the end (required)"},
-        {"--batch", "B", "sequences per step, gradients accumulated (default: 8)"},
-        {"--lr", "X", "peak learning rate (default: 3e-4)"},
-        {"--warmup", "N",
-         "linear warm-up steps, then cosine decay to lr/10 (default: min(100, steps/10))"},
-        {"--clip", "X", "global gradient norm clip, 0 = off (default: 1)"},
-        {"--weight-decay", "X", "AdamW decoupled weight decay of the matrices (default: 0.01)"},
-        {"--eval-every", "N",
-         "steps between held-out evaluations, 0 = only at the end "
-         "(default: 100)"},
-        {"--eval-examples", "N", "held-out examples per evaluation, 0 = all (default: 16)"},
-        {"--checkpoint-every", "N",
-         "steps between checkpoints, 0 = only at the end (default: 500)"},
-        {"--technique", "T",
-         "memory technique: stored, recompute (blocks re-run in the backward, one "
-         "block's attention probabilities at a time), recompute-attention (blocks re-run, "
-         "probabilities recomputed per tile) or reversible (Reformer) (default: stored)"},
-        {"--ff-chunks", "K", "feed-forward row chunks (default: the technique's)"},
-        {"--window", "K",
-         "dense and sparse: train each sequence on one window of K positions at a random start "
-         "(a multiple of the sparse stride), embedded at its own positions: more, cheaper steps "
-         "(default: 0, whole sequences)"},
-        {"--logit-chunks", "K", "output log-prob row chunks (default: the technique's)"},
-        {"--seed", "S", "seed of the batch order and the held-out split (default: 0)"},
-        {"--heldout", "SHARE", "share of the examples held out for evaluation (default: 0.05)"},
-        {"--crop", "", "images: centre-crop to the model's aspect ratio instead of scaling"},
-        {"--stop-at", "N",
-         "stop after step N of the schedule (evaluating and writing a checkpoint there): a "
-         "run of --steps in parts, each continued with --resume (default: 0, to the end)"},
-        {"--resume", "", "continue from OUT and OUT.train when they exist"},
-    },
+    train_flags(),
     0,
     "OUT is a plain model file (every command loads it); the optimiser state "
     "(AdamW moments,\n"
@@ -188,55 +187,35 @@ Status cmd_train(const Argv& argv, const Context& ctx) {
   auto out = args->required("--out");
   if (!out) return out.status();
   TrainOptions opt;
+  auto technique = mem_technique_from_name(args->text("--technique", "stored"));
+  if (!technique) return invalid_argument("--technique: " + technique.status().message());
+  train_apply_technique(opt, *technique);
+  for (const TrainOptionField& f : train_option_fields()) {
+    if (!f.flag) continue;
+    const std::string flag = f.flag;
+    if (flag == "--steps" || flag == "--warmup") continue;  // below: required, and steps-relative
+    if (f.integer()) {
+      auto v = args->integer(flag, static_cast<int64_t>(f.get(opt)), static_cast<int64_t>(f.lo),
+                             static_cast<int64_t>(f.hi));
+      if (!v) return v.status();
+      f.set(&opt, static_cast<double>(*v));
+    } else {
+      auto v = args->number(flag, f.get(opt), f.lo, f.hi);
+      if (!v) return v.status();
+      f.set(&opt, *v);
+    }
+  }
   auto steps = args->required_integer("--steps", 1, int64_t{1} << 40);
   if (!steps) return steps.status();
   opt.steps = *steps;
-  auto batch = args->integer("--batch", opt.batch, 1, 1 << 20);
-  if (!batch) return batch.status();
-  opt.batch = static_cast<int>(*batch);
-  auto lr = args->number("--lr", opt.lr, 1e-12, 10.0);
-  if (!lr) return lr.status();
-  opt.lr = *lr;
   auto warmup =
       args->integer("--warmup", std::min<int64_t>(opt.warmup, opt.steps / 10), 0, int64_t{1} << 40);
   if (!warmup) return warmup.status();
   opt.warmup = *warmup;
-  auto clip = args->number("--clip", opt.clip, 0.0, 1e12);
-  if (!clip) return clip.status();
-  opt.clip = *clip;
-  auto wd = args->number("--weight-decay", opt.weight_decay, 0.0, 10.0);
-  if (!wd) return wd.status();
-  opt.weight_decay = *wd;
-  auto eval_every = args->integer("--eval-every", opt.eval_every, 0, int64_t{1} << 40);
-  if (!eval_every) return eval_every.status();
-  opt.eval_every = *eval_every;
-  auto eval_examples = args->integer("--eval-examples", opt.eval_examples, 0, int64_t{1} << 40);
-  if (!eval_examples) return eval_examples.status();
-  opt.eval_examples = *eval_examples;
-  auto ckpt_every = args->integer("--checkpoint-every", opt.checkpoint_every, 0, int64_t{1} << 40);
-  if (!ckpt_every) return ckpt_every.status();
-  opt.checkpoint_every = *ckpt_every;
-  auto technique = mem_technique_from_name(args->text("--technique", "stored"));
-  if (!technique) return invalid_argument("--technique: " + technique.status().message());
-  train_apply_technique(opt, *technique);
-  auto ff_chunks = args->integer("--ff-chunks", opt.ff_chunks, 1, 1 << 20);
-  if (!ff_chunks) return ff_chunks.status();
-  opt.ff_chunks = static_cast<int>(*ff_chunks);
-  auto logit_chunks = args->integer("--logit-chunks", opt.logit_chunks, 1, 1 << 20);
-  if (!logit_chunks) return logit_chunks.status();
-  opt.logit_chunks = static_cast<int>(*logit_chunks);
-  auto seed = args->integer("--seed", 0, 0, INT64_MAX);
-  if (!seed) return seed.status();
-  opt.seed = static_cast<uint64_t>(*seed);
-  auto window = args->integer("--window", 0, 0, int64_t{1} << 40);
-  if (!window) return window.status();
-  opt.window = *window;
-  auto stop_at = args->integer("--stop-at", 0, 0, int64_t{1} << 40);
-  if (!stop_at) return stop_at.status();
-  if (*stop_at > opt.steps)
-    return invalid_argument("--stop-at " + std::to_string(*stop_at) + " is past the schedule's " +
-                            std::to_string(opt.steps) + " steps (--steps)");
-  opt.stop_at = *stop_at;
+  if (opt.stop_at > opt.steps)
+    return invalid_argument("--stop-at " + std::to_string(opt.stop_at) +
+                            " is past the schedule's " + std::to_string(opt.steps) +
+                            " steps (--steps)");
   DataOptions dopt;
   auto heldout = args->number("--heldout", dopt.heldout_share, 0.0, 0.9);
   if (!heldout) return heldout.status();

@@ -43,55 +43,91 @@ uint64_t params_fingerprint(const train::ParamSet<float>& p) {
   return h;
 }
 
-json options_to_json(const TrainOptions& o) {
-  return {{"steps", o.steps},
-          {"batch", o.batch},
-          {"lr", o.lr},
-          {"warmup", o.warmup},
-          {"min_lr_ratio", o.min_lr_ratio},
-          {"weight_decay", o.weight_decay},
-          {"beta1", o.beta1},
-          {"beta2", o.beta2},
-          {"eps", o.eps},
-          {"clip", o.clip},
-          {"seed", o.seed},
-          {"window", o.window}};
+}  // namespace
+
+const std::vector<TrainOptionField>& train_option_fields() {
+  using O = TrainOptions;
+  constexpr double kBig = 1099511627776.0;  // 2^40
+  static const std::vector<TrainOptionField> fields = {
+      {"--steps", "steps", false, "N", "total optimisation steps of the schedule", "required", 1,
+       kBig, &O::steps},
+      {"--batch", "batch", true, "B", "sequences per step, gradients accumulated", nullptr, 1,
+       1 << 20, &O::batch},
+      {"--lr", "lr", true, "X", "peak learning rate", nullptr, 1e-12, 10, &O::lr},
+      {"--warmup", "warmup", true, "N", "linear warm-up steps, then cosine decay to lr/10",
+       "min(100, steps/10)", 0, kBig, &O::warmup},
+      {nullptr, "min_lr_ratio", true, "", "the cosine's end as a share of lr", nullptr, 0, 1,
+       &O::min_lr_ratio},
+      {"--weight-decay", "weight_decay", true, "X", "AdamW decoupled weight decay of the matrices",
+       nullptr, 0, 10, &O::weight_decay},
+      {nullptr, "beta1", true, "", "AdamW beta1", nullptr, 0, 0.999999, &O::beta1},
+      {nullptr, "beta2", true, "", "AdamW beta2", nullptr, 0, 0.999999, &O::beta2},
+      {nullptr, "eps", true, "", "AdamW epsilon", nullptr, 1e-30, 1, &O::eps},
+      {"--clip", "clip", true, "X", "global gradient norm clip, 0 = off", nullptr, 0, 1e12,
+       &O::clip},
+      {"--eval-every", nullptr, false, "N",
+       "steps between held-out evaluations, 0 = only at the end", nullptr, 0, kBig, &O::eval_every},
+      {"--eval-examples", nullptr, false, "N", "held-out examples per evaluation, 0 = all", nullptr,
+       0, kBig, &O::eval_examples},
+      {"--checkpoint-every", nullptr, false, "N", "steps between checkpoints, 0 = only at the end",
+       nullptr, 0, kBig, &O::checkpoint_every},
+      {"--ff-chunks", nullptr, false, "K", "feed-forward row chunks", "the technique's", 1, 1 << 20,
+       &O::ff_chunks},
+      {"--logit-chunks", nullptr, false, "K", "output log-prob row chunks", "the technique's", 1,
+       1 << 20, &O::logit_chunks},
+      {"--window", "window", true, "K",
+       "dense and sparse: train each sequence on one window of K positions at a random start (a "
+       "multiple of the sparse stride), embedded at its own positions: more, cheaper steps",
+       "0, whole sequences", 0, kBig, &O::window},
+      {"--seed", "seed", true, "S", "seed of the batch order and the held-out split", nullptr, 0,
+       9.2e18, &O::seed},
+      {"--stop-at", nullptr, false, "N",
+       "stop after step N of the schedule (evaluating and writing a checkpoint there): a run of "
+       "--steps in parts, each continued with --resume",
+       "0, to the end", 0, kBig, &O::stop_at},
+  };
+  return fields;
 }
 
-// The settings that decide the trajectory, taken from a checkpoint.
+namespace {
+
+json options_to_json(const TrainOptions& o) {
+  json j = json::object();
+  for (const TrainOptionField& f : train_option_fields()) {
+    if (!f.key) continue;
+    if (std::holds_alternative<double TrainOptions::*>(f.field))
+      j[f.key] = f.get(o);
+    else if (std::holds_alternative<uint64_t TrainOptions::*>(f.field))
+      j[f.key] = o.*std::get<uint64_t TrainOptions::*>(f.field);
+    else
+      j[f.key] = static_cast<int64_t>(f.get(o));
+  }
+  return j;
+}
+
+// The settings that decide the trajectory, taken from a checkpoint (a key absent from an older
+// checkpoint keeps the caller's value: window came later).
 void options_restore(const json& j, TrainOptions* o) {
-  o->batch = j.at("batch").get<int>();
-  o->lr = j.at("lr").get<double>();
-  o->warmup = j.at("warmup").get<int64_t>();
-  o->min_lr_ratio = j.at("min_lr_ratio").get<double>();
-  o->weight_decay = j.at("weight_decay").get<double>();
-  o->beta1 = j.at("beta1").get<double>();
-  o->beta2 = j.at("beta2").get<double>();
-  o->eps = j.at("eps").get<double>();
-  o->clip = j.at("clip").get<double>();
-  o->seed = j.at("seed").get<uint64_t>();
-  o->window = j.value("window", int64_t{0});  // absent in checkpoints written before windows
+  for (const TrainOptionField& f : train_option_fields()) {
+    if (!f.key || !f.restored || !j.contains(f.key)) continue;
+    if (std::holds_alternative<uint64_t TrainOptions::*>(f.field))
+      o->*std::get<uint64_t TrainOptions::*>(f.field) = j.at(f.key).get<uint64_t>();
+    else if (f.integer())
+      f.set(o, static_cast<double>(j.at(f.key).get<int64_t>()));
+    else
+      f.set(o, j.at(f.key).get<double>());
+  }
 }
 
 Status options_check(const TrainOptions& o) {
-  if (o.steps < 0) return invalid_argument("steps must be >= 0");
-  if (o.batch < 1) return invalid_argument("batch must be >= 1");
-  if (!(o.lr > 0) || !std::isfinite(o.lr)) return invalid_argument("lr must be a positive number");
-  if (o.warmup < 0) return invalid_argument("warmup must be >= 0");
-  if (!(o.min_lr_ratio >= 0 && o.min_lr_ratio <= 1))
-    return invalid_argument("min_lr_ratio must be in 0..1");
-  if (!(o.weight_decay >= 0) || !std::isfinite(o.weight_decay))
-    return invalid_argument("weight decay must be >= 0");
-  if (!(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1))
-    return invalid_argument("AdamW betas must be in [0, 1)");
-  if (!(o.eps > 0)) return invalid_argument("AdamW eps must be > 0");
-  if (!(o.clip >= 0) || !std::isfinite(o.clip)) return invalid_argument("clip must be >= 0");
-  if (o.eval_every < 0 || o.eval_examples < 0 || o.checkpoint_every < 0)
-    return invalid_argument("eval_every, eval_examples and checkpoint_every must be >= 0");
-  if (o.ff_chunks < 1 || o.logit_chunks < 1)
-    return invalid_argument("ff_chunks and logit_chunks must be >= 1");
-  if (o.window < 0) return invalid_argument("window must be >= 0 (0 = whole sequences)");
-  if (o.stop_at < 0) return invalid_argument("stop_at must be >= 0 (0 = the end of the schedule)");
+  for (const TrainOptionField& f : train_option_fields()) {
+    if (std::holds_alternative<uint64_t TrainOptions::*>(f.field)) continue;  // any seed
+    const double v = f.get(o);
+    if (!(v >= f.lo && v <= f.hi))
+      return invalid_argument(std::string(f.key ? f.key : f.flag + 2) + " must be in " +
+                              json(f.lo).dump() + " .. " + json(f.hi).dump() + ", not " +
+                              json(v).dump());
+  }
   return Status::ok();
 }
 

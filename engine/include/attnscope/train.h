@@ -8,7 +8,9 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "attnscope/config.h"
@@ -85,6 +87,33 @@ struct TrainOptions {
   int ff_chunks = 1;
   int logit_chunks = 1;
 };
+// The trainer's numeric settings, one row each: the command-line flag (null: none), the key in
+// a checkpoint's options (null: not kept there, a per-run setting), whether resume takes it back
+// from the checkpoint, the flag's value name and help, the accepted range (inclusive) and the
+// field. attnscope-cli train's flags, help and parsing, the checkpoint's options and their range
+// checks all come from this one table.
+struct TrainOptionField {
+  const char* flag;
+  const char* key;
+  bool restored;
+  const char* value;
+  const char* help;
+  const char* default_text;  // null: the default TrainOptions' value
+  double lo, hi;
+  std::variant<int TrainOptions::*, int64_t TrainOptions::*, uint64_t TrainOptions::*,
+               double TrainOptions::*>
+      field;
+  bool integer() const { return !std::holds_alternative<double TrainOptions::*>(field); }
+  double get(const TrainOptions& o) const {
+    return std::visit([&o](auto m) { return static_cast<double>(o.*m); }, field);
+  }
+  void set(TrainOptions* o, double v) const {
+    std::visit([o, v](auto m) { o->*m = static_cast<std::remove_reference_t<decltype(o->*m)>>(v); },
+               field);
+  }
+};
+const std::vector<TrainOptionField>& train_option_fields();
+
 // Sets the technique switches of a preset: stored = keep everything; recompute = blocks
 // re-run in the backward (attention probabilities of one block at a time); reversible =
 // rebuild from outputs (Reformer) with attention recomputed and chunked FFN/logits.
