@@ -40,6 +40,7 @@ Expected<std::vector<uint8_t>> image_dataset_decode(const std::string& path, con
     return invalid_argument("background '" + opt.background + "' is not a colour");
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return not_found(path + ": no such file");
+  ATTN_RETURN_IF_ERROR(image_check_declared_size(path));
   QImageReader reader(QString::fromStdString(path));
   QImage img = reader.read();
   if (img.isNull())

@@ -109,12 +109,27 @@ Expected<QImage::Format> image_format_for(const Modality& m) {
   }
 }
 
+Status image_check_declared_size(const std::string& path) {
+  QImageReader reader(QString::fromStdString(path));
+  QSize size;
+  {
+    QuietStderr quiet;
+    size = reader.size();  // the header only; invalid when the format does not say
+  }
+  if (size.isValid() && (size.width() > kMaxImageSide || size.height() > kMaxImageSide))
+    return invalid_argument(path + ": the image declares " + std::to_string(size.width()) + "x" +
+                            std::to_string(size.height()) + " pixels; at most " +
+                            std::to_string(kMaxImageSide) + " pixels a side are read");
+  return Status::ok();
+}
+
 Expected<std::vector<uint8_t>> image_read_tokens(const std::string& path, const Modality& m,
                                                  bool allow_scale, std::string* note) {
   auto format = image_format_for(m);
   if (!format) return format.status();
   std::error_code ec;
   if (!fs::exists(path, ec)) return not_found(path + ": no such file");
+  ATTN_RETURN_IF_ERROR(image_check_declared_size(path));
   QImageReader reader(QString::fromStdString(path));
   QImage img;
   {

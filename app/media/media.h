@@ -31,6 +31,12 @@ Expected<QImage::Format> image_format_for(const Modality& m);
 // Reads an image as the modality's tokens (raster order, channels interleaved). When its size
 // differs it is scaled to the model's size if allow_scale (QImage::scaled, smooth; note says
 // "scaled prompt 64x64 -> 32x32"), else refused.
+// The largest image a prompt or a data set may declare: 8192 pixels a side. Readers check the
+// declared size (the file's header) before decoding, so an image bomb (a tiny file declaring
+// 30000x30000) is refused in bounded time and memory with this limit named.
+constexpr int kMaxImageSide = 8192;
+attnscope::Status image_check_declared_size(const std::string& path);
+
 Expected<std::vector<uint8_t>> image_read_tokens(const std::string& path, const Modality& m,
                                                  bool allow_scale, std::string* note);
 // Samples of W*H*C tokens laid out in a grid of ceil(sqrt(n)) columns with a gap of

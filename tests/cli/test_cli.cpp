@@ -2,6 +2,7 @@
 // rows, seeds, grids, text, audio), eval and .npy dumps, and every refusal: exit code 2, one
 // line on stderr, no output file and no temporary file left behind.
 #include <QDir>
+#include <QElapsedTimer>
 #include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
@@ -375,6 +376,51 @@ class TestCli : public QObject {
                        "bad.png");
     expect_usage_error(cli({"eval", "--model", model, "--input", path("bad.png")}), "bad.png");
     QVERIFY(!QFile::exists(path("y.png")));
+
+    // An image bomb: a PNG of a few hundred bytes whose header declares 30000x30000 pixels (2.7 GB
+    // as RGB) is refused from its header, naming the limit, in well under a second, for a prompt,
+    // for eval and as training data; nothing is written.
+    {
+      // The PNG by hand (QtCore only): signature, IHDR, one IDAT of 10 white rows, IEND.
+      auto crc32 = [](const QByteArray& d) {
+        quint32 c = 0xffffffffu;
+        for (char ch : d) {
+          c ^= static_cast<quint8>(ch);
+          for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xedb88320u & (0u - (c & 1u)));
+        }
+        return c ^ 0xffffffffu;
+      };
+      auto be32 = [](quint32 v) {
+        QByteArray b(4, 0);
+        for (int i = 0; i < 4; ++i) b[i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+        return b;
+      };
+      auto chunk = [&](const QByteArray& type, const QByteArray& data) {
+        return be32(static_cast<quint32>(data.size())) + type + data + be32(crc32(type + data));
+      };
+      QByteArray raw;
+      for (int y = 0; y < 10; ++y) raw += QByteArray(1, 0) + QByteArray(30000 * 3, '\xff');
+      const QByteArray png =
+          QByteArray("\x89PNG\r\n\x1a\n", 8) +
+          chunk("IHDR", be32(30000) + be32(30000) + QByteArray("\x08\x02\0\0\0", 5)) +
+          chunk("IDAT", qCompress(raw).mid(4)) + chunk("IEND", {});
+      QVERIFY(png.size() < 10000);
+      write_all(path("bomb.png"), png);
+      QElapsedTimer t;
+      t.start();
+      expect_usage_error(cli({"generate", "--model", model, "--prompt", path("bomb.png"), "--seed",
+                              "1", "--out", path("y.png")}),
+                         "8192 pixels a side");
+      expect_usage_error(cli({"eval", "--model", model, "--input", path("bomb.png")}),
+                         "30000x30000");
+      QDir().mkpath(path("bombs"));
+      QFile::copy(path("bomb.png"), path("bombs/bomb.png"));
+      expect_usage_error(cli({"train", "--model", model, "--data", path("bombs"), "--steps", "1",
+                              "--out", path("bomb-trained.safetensors")}),
+                         "8192 pixels a side");
+      QVERIFY2(t.elapsed() < 20000, qPrintable(QString::number(t.elapsed())));
+      QVERIFY(!QFile::exists(path("y.png")) && !QFile::exists(path("bomb-trained.safetensors")));
+    }
 
     QStringList broken;
     const QByteArray whole = read_all(model);
