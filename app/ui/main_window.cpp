@@ -489,7 +489,8 @@ void MainWindow::read_settings() {
   p.temperature = s.value(QStringLiteral("sampling/temperature"), 1.0).toFloat();
   p.top_k = s.value(QStringLiteral("sampling/top_k"), 0).toInt();
   p.top_p = s.value(QStringLiteral("sampling/top_p"), 1.0).toFloat();
-  p.seed = s.value(QStringLiteral("sampling/seed"), 0).toULongLong();
+  // Seed 1 by default, as the README's commands and attnscope-cli generate examples use.
+  p.seed = s.value(QStringLiteral("sampling/seed"), 1).toULongLong();
   sampling_->set_params(p);
   if (!restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray())) resize(1400, 900);
   restoreState(s.value(QStringLiteral("window/state")).toByteArray());
