@@ -26,6 +26,7 @@ using exec::DVar;
 class DeviceDecodeState : public DecodeState {
  public:
   exec::DeviceDecode caches;
+  Status alloc;                 // whether the caches could be allocated
   std::vector<uint8_t> tokens;  // x[0 .. pos - 1]: embed reads the previous one
 };
 
@@ -85,7 +86,7 @@ class DeviceModel : public Model {
       st->caches.k.push_back(exec::zeros(g, H * cap, d));
       st->caches.v.push_back(exec::zeros(g, H * cap, d));
     }
-    decode_alloc_ = g.status();
+    st->alloc = g.status();
     return st;
   }
 
@@ -97,7 +98,7 @@ class DeviceModel : public Model {
     auto& st = static_cast<DeviceDecodeState&>(base);
     const int64_t i = st.pos;
     ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, i, prev_token));
-    ATTN_RETURN_IF_ERROR(decode_alloc_);
+    ATTN_RETURN_IF_ERROR(st.alloc);
     std::lock_guard<std::mutex> lock(mu_);
     if (i > 0) st.tokens.push_back(static_cast<uint8_t>(prev_token));
     DeviceGraph g(rt_);
@@ -132,7 +133,6 @@ class DeviceModel : public Model {
   std::shared_ptr<exec::DeviceRuntime> rt_;
   std::shared_ptr<const exec::DParams> params_;
   mutable std::mutex mu_;
-  mutable Status decode_alloc_;
 };
 
 }  // namespace

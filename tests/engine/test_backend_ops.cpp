@@ -57,6 +57,12 @@ class TestBackendOps : public QObject {
     CHECK_OK(exec::download(g, d, got.data()));
     CHECK_CLOSE(got, c->data, tol, what);
   }
+  // A runtime whose products and attention run at p (the tolerance follows it).
+  std::shared_ptr<exec::DeviceRuntime> runtime(CudaPrecision p) {
+    precision_ = p;
+    auto rt = exec::device_runtime_create(p);
+    return rt ? *rt : nullptr;
+  }
   // Matrix products and attention run at the precision; elementwise ops are float32 always.
   double tol() const { return tol_of(precision_); }
 
@@ -107,11 +113,10 @@ class TestBackendOps : public QObject {
   }
   void products() {
     QFETCH(int, precision);
-    precision_ = static_cast<CudaPrecision>(precision);
-    auto rt = exec::device_runtime_create(precision_);
-    CHECK_OK(rt.status());
+    auto rt = runtime(static_cast<CudaPrecision>(precision));
+    QVERIFY(rt);
     Tape<float> t(false);
-    DeviceGraph g(*rt);
+    DeviceGraph g(rt);
     for (int64_t rows : {int64_t{1}, int64_t{77}, int64_t{300}}) {
       Both x = input(g, rows, 64), w = input(g, 64, 200, 0.1), b = input(g, 1, 200);
       compare(g, train::linear(t, x.c, w.c, b.c), exec::linear(g, x.g, w.g, b.g), tol(), "linear");
@@ -174,11 +179,10 @@ class TestBackendOps : public QObject {
   void attention() {
     QFETCH(QString, kind);
     QFETCH(int, precision);
-    precision_ = static_cast<CudaPrecision>(precision);
-    auto rt = exec::device_runtime_create(precision_);
-    CHECK_OK(rt.status());
+    auto rt = runtime(static_cast<CudaPrecision>(precision));
+    QVERIFY(rt);
     Tape<float> t(false);
-    DeviceGraph g(*rt);
+    DeviceGraph g(rt);
     const int heads = 2, d = 64;
     const int64_t n = 200, nq = kind == "causal-offset" ? 75 : n;
     train::TrainAttnSpec spec;
