@@ -91,7 +91,9 @@ icons() {
 # family2 NAME STEPS: the families' second generation, one recipe for all five: the committed
 # first-generation file (400 steps, the recipe below) trained on the seven-theme icon set for
 # STEPS steps (lr 1e-3, warm-up 60, batch 4, seed 2, as the default's second generation), one
-# thread; then stored as F16 and scored on the four unseen themes.
+# thread; then stored as F16 beside the checkpoint ($work/NAME.gen2.f16.safetensors, never over the
+# bundled file: a trial is bundled by hand once its completions are looked at) and scored on the
+# four unseen themes.
 family2() {
   local name=$1 steps=$2
   local init=$work/$name-gen1.safetensors ckpt=$work/$name.gen2.safetensors log=$work/$name.gen2.log
@@ -102,8 +104,9 @@ family2() {
     --seed 2 --resume --out "$ckpt" 2>&1 | tee -a "$log"
   echo "wall seconds: $((SECONDS - t0))" | tee -a "$log"
   "$cli" convert --model "$ckpt" --dtype f16 --data "$data/icons/train" --max-change 0.01 \
-    --out "$out/$name.safetensors" 2>&1 | tee -a "$log"
-  "$cli" eval --model "$out/$name.safetensors" --input "$data/icons/unseen-themes" 2>&1 | tee -a "$log"
+    --out "$work/$name.gen2.f16.safetensors" 2>&1 | tee -a "$log"
+  "$cli" eval --model "$work/$name.gen2.f16.safetensors" --input "$data/icons/unseen-themes" 2>&1 |
+    tee -a "$log"
 }
 
 models=("$@")
