@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string_view>
 #include <vector>
@@ -47,8 +48,9 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;  // the safetensors reference limit
-constexpr int kMaxHeaderNesting = 3;  // root object > tensor entry > shape / data_offsets array
-constexpr int kMaxConfigNesting = 2;  // root object > section (sparse, lsh, ...)
+constexpr int kMaxFormatNesting = 127;  // the reference's JSON parser (serde_json) stops at 128
+constexpr int kMaxHeaderNesting = 3;    // root object > tensor entry > shape / data_offsets array
+constexpr int kMaxConfigNesting = 2;    // root object > section (sparse, lsh, ...)
 constexpr const char* kFormatVersion = "1";
 constexpr const char* kMetadataKey = "__metadata__";
 constexpr const char* kConfigKey = "attnscope.config";
@@ -172,9 +174,13 @@ struct FileDescriptor {
   }
 };
 
+// One tensor of the header as the safetensors format defines it: any of the format's dtypes
+// (bits per element: F4 is 4, F6_* 6, ...); dtype is set only for the three Attnscope reads.
 struct Entry {
   std::string name;
-  DType dtype = DType::kF32;
+  std::string dtype_text;
+  unsigned bits = 0;
+  std::optional<DType> dtype;
   std::vector<int64_t> shape;
   uint64_t numel = 0;
   uint64_t begin = 0, end = 0;
@@ -226,16 +232,37 @@ Expected<json> parse_strict(std::string_view text, const std::string& what, int 
   }
 }
 
-Expected<DType> parse_dtype(const std::string& name, const json& v) {
+// ---- the safetensors format, as its reference library reads it ----
+// The reference (huggingface/safetensors, checked against 0.8 file by file by test_safetensors
+// and tests/data/safetensors/reference.tsv) accepts any of these dtypes, ignores unknown keys in
+// a tensor entry, keeps the last of two equal keys and takes a null __metadata__ for none.
+// Attnscope's own rules (load_file below) are stricter and come after.
+
+// The reference's dtypes and their sizes in bits.
+constexpr std::pair<std::string_view, unsigned> kFormatDTypes[] = {
+    {"BOOL", 8},        {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8},
+    {"I8", 8},          {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8},
+    {"F8_E5M2FNUZ", 8}, {"I16", 16},    {"U16", 16},    {"F16", 16},    {"BF16", 16},
+    {"I32", 32},        {"U32", 32},    {"F32", 32},    {"C64", 64},    {"F64", 64},
+    {"I64", 64},        {"U64", 64}};
+
+Status parse_dtype(const std::string& name, const json& v, Entry* e) {
   if (!v.is_string())
     return invalid_argument("tensor " + in_quotes(name) + ": dtype must be a string, found a " +
                             v.type_name());
   const auto& s = v.get_ref<const std::string&>();
-  if (s == "F32") return DType::kF32;
-  if (s == "F16") return DType::kF16;
-  if (s == "BF16") return DType::kBF16;
-  return invalid_argument("tensor " + in_quotes(name) + " has dtype " + in_quotes(s) +
-                          "; Attnscope reads F32, F16 and BF16 only");
+  for (const auto& [dtype, bits] : kFormatDTypes)
+    if (s == dtype) {
+      e->dtype_text = s;
+      e->bits = bits;
+    }
+  if (!e->bits)
+    return invalid_argument("tensor " + in_quotes(name) + " has dtype " + in_quotes(printable(s)) +
+                            ", which is not a safetensors dtype (F32, F16, BF16, I64, ...)");
+  if (s == "F32") e->dtype = DType::kF32;
+  if (s == "F16") e->dtype = DType::kF16;
+  if (s == "BF16") e->dtype = DType::kBF16;
+  return Status::ok();
 }
 
 Status parse_shape(const std::string& name, const json& v, Entry* e) {
@@ -252,14 +279,18 @@ Status parse_shape(const std::string& name, const json& v, Entry* e) {
                               d.type_name());
     dims.push_back(d.get<uint64_t>());
   }
+  // As the reference: the element count and then its bit count must fit in 64 bits.
   uint64_t count = 1;
   for (uint64_t d : dims) {
     if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-        (d != 0 && count > std::numeric_limits<uint64_t>::max() / dtype_size(e->dtype) / d))
+        (d != 0 && count > std::numeric_limits<uint64_t>::max() / d))
       return invalid_argument("tensor " + in_quotes(name) + ": shape " + shape_text(dims) +
-                              " overflows: its byte size does not fit in 64 bits");
+                              " overflows: its element count does not fit in 64 bits");
     count *= d;
   }
+  if (count > std::numeric_limits<uint64_t>::max() / e->bits)
+    return invalid_argument("tensor " + in_quotes(name) + ": shape " + shape_text(dims) +
+                            " overflows: its size in bits does not fit in 64 bits");
   for (uint64_t d : dims) e->shape.push_back(static_cast<int64_t>(d));
   e->numel = count;
   return Status::ok();
@@ -275,12 +306,16 @@ Status parse_offsets(const std::string& name, const json& v, Entry* e) {
   if (e->end < e->begin)
     return invalid_argument("tensor " + in_quotes(name) + ": data_offsets " + range +
                             " end before they begin");
-  uint64_t need = e->numel * dtype_size(e->dtype);
-  if (e->end - e->begin != need)
+  const uint64_t bits = e->numel * e->bits;
+  if (bits % 8 != 0)
+    return invalid_argument("tensor " + in_quotes(name) + ": " + std::to_string(e->numel) + " " +
+                            e->dtype_text + " elements are " + std::to_string(bits) +
+                            " bits, not a whole number of bytes");
+  if (e->end - e->begin != bits / 8)
     return invalid_argument("tensor " + in_quotes(name) + ": data_offsets " + range + " span " +
-                            std::to_string(e->end - e->begin) + " bytes but " +
-                            dtype_name(e->dtype) + " shape " + shape_text(e->shape) + " needs " +
-                            std::to_string(need));
+                            std::to_string(e->end - e->begin) + " bytes but " + e->dtype_text +
+                            " shape " + shape_text(e->shape) + " needs " +
+                            std::to_string(bits / 8));
   return Status::ok();
 }
 
@@ -288,20 +323,12 @@ Expected<Entry> parse_entry(const std::string& name, const json& v) {
   if (!v.is_object())
     return invalid_argument("tensor " + in_quotes(name) + ": entry must be an object, found a " +
                             v.type_name());
-  if (v.size() != 3 || !v.contains("dtype") || !v.contains("shape") ||
-      !v.contains("data_offsets")) {
-    std::string keys;
-    for (const auto& [k, _] : v.items()) keys += (keys.empty() ? "" : ", ") + in_quotes(k);
-    return invalid_argument("tensor " + in_quotes(name) +
-                            ": entry must have exactly the keys dtype, shape and data_offsets, "
-                            "found " +
-                            (keys.empty() ? "none" : keys));
-  }
+  for (const char* key : {"dtype", "shape", "data_offsets"})
+    if (!v.contains(key))
+      return invalid_argument("tensor " + in_quotes(name) + ": entry has no " + key);
   Entry e;
   e.name = name;
-  auto dtype = parse_dtype(name, v["dtype"]);
-  if (!dtype) return dtype.status();
-  e.dtype = *dtype;
+  ATTN_RETURN_IF_ERROR(parse_dtype(name, v["dtype"], &e));
   ATTN_RETURN_IF_ERROR(parse_shape(name, v["shape"], &e));
   ATTN_RETURN_IF_ERROR(parse_offsets(name, v["data_offsets"], &e));
   return e;
@@ -337,6 +364,118 @@ Status check_layout(const std::vector<Entry>& entries, uint64_t buffer_bytes) {
   if (pos < buffer_bytes)
     return invalid_argument(std::to_string(buffer_bytes - pos) +
                             " trailing bytes after the last tensor in the data buffer");
+  return Status::ok();
+}
+
+// A file read by the format's rules alone.
+struct FormatView {
+  uint64_t header_len = 0;
+  std::string_view header_text;
+  json root;                   // the header, duplicates resolved as the reference does (the last)
+  std::vector<Entry> entries;  // every tensor, in header order
+  std::string duplicate;       // the first key given twice at the top or in __metadata__, if any
+};
+
+Expected<FormatView> read_format(const uint8_t* bytes, uint64_t size) {
+  if (size < 8)
+    return invalid_argument("file is " + std::to_string(size) +
+                            " bytes, shorter than the 8-byte header length: truncated");
+  FormatView f;
+  std::memcpy(&f.header_len, bytes, 8);
+  if (f.header_len > kMaxHeaderBytes)
+    return invalid_argument("header length " + std::to_string(f.header_len) +
+                            " exceeds the 100 MB limit");
+  if (8 + f.header_len > size)
+    return invalid_argument("header length " + std::to_string(f.header_len) +
+                            " runs past the end of the file (" + std::to_string(size) +
+                            " bytes): truncated or not a safetensors file");
+  f.header_text = std::string_view(reinterpret_cast<const char*>(bytes) + 8, f.header_len);
+  // The reference parses the header as JSON text: surrounding JSON whitespace (space, tab, CR,
+  // LF) is allowed, anything else is not. nlohmann would skip a byte-order mark and stop at a
+  // NUL (accepting what follows), so both are refused here; valid JSON holds neither.
+  if (f.header_text.starts_with("\xEF\xBB\xBF"))
+    return invalid_argument("the header starts with a byte-order mark: not JSON");
+  if (const size_t nul = f.header_text.find('\0'); nul != std::string_view::npos)
+    return invalid_argument("NUL byte at offset " + std::to_string(8 + nul) +
+                            " in the header: safetensors headers are JSON padded with spaces");
+
+  // Equal keys: the reference keeps the last at the top and in __metadata__, but refuses a
+  // field given twice in a tensor entry.
+  std::vector<std::set<std::string>> open_objects;
+  std::string top_key;
+  int nesting = 0;
+  json::parser_callback_t watch = [&](int depth, json::parse_event_t event, json& parsed) {
+    if (event == json::parse_event_t::object_start) open_objects.emplace_back();
+    if (event == json::parse_event_t::object_end) open_objects.pop_back();
+    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start)
+      if (++nesting > kMaxFormatNesting)
+        throw JsonFault{"header nests deeper than " + std::to_string(kMaxFormatNesting) +
+                        " levels, the safetensors reference's limit"};
+    if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end)
+      --nesting;
+    if (event == json::parse_event_t::key) {
+      const auto& key = parsed.get_ref<const std::string&>();
+      if (depth == 1) top_key = key;
+      if (!open_objects.back().insert(key).second) {
+        if (depth == 2 && top_key != kMetadataKey)
+          throw JsonFault{"tensor " + in_quotes(top_key) + ": field " + in_quotes(key) +
+                          " given twice"};
+        if (f.duplicate.empty()) f.duplicate = key;
+      }
+    }
+    return true;
+  };
+  try {
+    f.root = json::parse(f.header_text.begin(), f.header_text.end(), watch);
+  } catch (const JsonFault& fault) {
+    return invalid_argument(fault.message);
+  } catch (const json::exception& e) {
+    return invalid_argument("header is not valid UTF-8 JSON: " + printable(e.what(), 200));
+  }
+  if (!f.root.is_object())
+    return invalid_argument(std::string("header is a JSON ") + f.root.type_name() +
+                            ", not an object");
+  for (const auto& [name, v] : f.root.items()) {
+    if (name == kMetadataKey) {
+      if (v.is_null()) continue;
+      if (!v.is_object())
+        return invalid_argument(std::string(kMetadataKey) + " must be an object, found a " +
+                                v.type_name());
+      for (const auto& [k, value] : v.items())
+        if (!value.is_string())
+          return invalid_argument(std::string(kMetadataKey) + " value " + in_quotes(k) +
+                                  " must be a string, found a " + value.type_name());
+      continue;
+    }
+    auto e = parse_entry(name, v);
+    if (!e) return e.status();
+    f.entries.push_back(std::move(*e));
+  }
+  ATTN_RETURN_IF_ERROR(check_layout(f.entries, size - 8 - f.header_len));
+  return f;
+}
+
+// Attnscope's rules beyond the format's (engine/io/FORMAT.md): no key given twice anywhere,
+// entries of exactly dtype, shape and data_offsets, F32, F16 or BF16 tensors only.
+Status check_attnscope_header(const FormatView& f) {
+  if (!f.duplicate.empty())
+    return invalid_argument("duplicate key " + in_quotes(f.duplicate) + " in the header");
+  auto strict = parse_strict(f.header_text, "header", kMaxHeaderNesting);
+  if (!strict) return strict.status();
+  for (const Entry& e : f.entries) {
+    const json& v = f.root[e.name];
+    if (v.size() != 3) {
+      std::string keys;
+      for (const auto& [k, _] : v.items()) keys += (keys.empty() ? "" : ", ") + in_quotes(k);
+      return invalid_argument("tensor " + in_quotes(e.name) +
+                              ": entry must have exactly the keys dtype, shape and "
+                              "data_offsets, found " +
+                              keys);
+    }
+    if (!e.dtype)
+      return invalid_argument("tensor " + in_quotes(e.name) + " has dtype " +
+                              in_quotes(e.dtype_text) + "; Attnscope reads F32, F16 and BF16 only");
+  }
   return Status::ok();
 }
 
@@ -420,7 +559,7 @@ Expected<Tensor> make_tensor(const Entry& e, const uint8_t* data,
   Tensor t = Tensor::zeros(e.shape, MemCategory::kWeights);
   float* dst = t.data();
   for (uint64_t i = 0; i < e.numel; ++i) {
-    switch (e.dtype) {
+    switch (*e.dtype) {
       case DType::kF32:
         std::memcpy(&dst[i], src + 4 * i, 4);
         break;
@@ -428,7 +567,7 @@ Expected<Tensor> make_tensor(const Entry& e, const uint8_t* data,
       case DType::kBF16: {
         uint16_t h;
         std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = e.dtype == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h);
+        dst[i] = *e.dtype == DType::kF16 ? f16_to_f32(h) : bf16_to_f32(h);
         break;
       }
     }
@@ -437,7 +576,8 @@ Expected<Tensor> make_tensor(const Entry& e, const uint8_t* data,
   return t;
 }
 
-Expected<LoadedModel> load_file(const std::string& path) {
+// The file mapped privately (copy-on-write: never written back).
+Expected<std::shared_ptr<Mapping>> map_file(const std::string& path) {
   FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (file.fd < 0) {
     int err = errno;
@@ -452,46 +592,34 @@ Expected<LoadedModel> load_file(const std::string& path) {
   if (size < 8)
     return invalid_argument("file is " + std::to_string(size) +
                             " bytes, shorter than the 8-byte header length: truncated");
-
   auto map = std::make_shared<Mapping>();
   map->size = static_cast<size_t>(size);
   map->base = ::mmap(nullptr, map->size, PROT_READ | PROT_WRITE, MAP_PRIVATE, file.fd, 0);
   if (map->base == MAP_FAILED)
     return internal_error(std::string("cannot map the file: ") + std::strerror(errno));
+  return map;
+}
+
+Status check_format_file(const std::string& path) {
+  auto map = map_file(path);
+  if (!map) return map.status();
+  auto format = read_format(static_cast<const uint8_t*>((*map)->base), (*map)->size);
+  return format ? Status::ok() : format.status();
+}
+
+Expected<LoadedModel> load_file(const std::string& path) {
+  auto mapped = map_file(path);
+  if (!mapped) return mapped.status();
+  std::shared_ptr<Mapping> map = std::move(*mapped);
   const auto* bytes = static_cast<const uint8_t*>(map->base);
+  const auto size = static_cast<uint64_t>(map->size);
 
-  uint64_t header_len;
-  std::memcpy(&header_len, bytes, 8);
-  if (header_len > kMaxHeaderBytes)
-    return invalid_argument("header length " + std::to_string(header_len) +
-                            " exceeds the 100 MB limit");
-  if (8 + header_len > size)
-    return invalid_argument("header length " + std::to_string(header_len) +
-                            " runs past the end of the file (" + std::to_string(size) +
-                            " bytes): truncated or not a safetensors file");
-
-  // The format's own library (safetensors) pads headers with spaces only and refuses any
-  // other trailing byte; nlohmann's parser would stop at a NUL and accept what follows. Valid
-  // JSON never holds a raw NUL (inside strings it is written \u0000), so any NUL is refused.
-  const std::string_view header_text(reinterpret_cast<const char*>(bytes) + 8, header_len);
-  if (const size_t nul = header_text.find('\0'); nul != std::string_view::npos)
-    return invalid_argument("NUL byte at offset " + std::to_string(8 + nul) +
-                            " in the header: safetensors headers are JSON padded with spaces "
-                            "only");
-  auto root = parse_strict(header_text, "header", kMaxHeaderNesting);
-  if (!root) return root.status();
-  if (!root->is_object())
-    return invalid_argument(std::string("header is a JSON ") + root->type_name() +
-                            ", not an object");
-
-  std::vector<Entry> entries;
-  for (const auto& [name, v] : root->items()) {
-    if (name == kMetadataKey) continue;
-    auto e = parse_entry(name, v);
-    if (!e) return e.status();
-    entries.push_back(std::move(*e));
-  }
-  ATTN_RETURN_IF_ERROR(check_layout(entries, size - 8 - header_len));
+  auto format = read_format(bytes, size);
+  if (!format) return format.status();
+  ATTN_RETURN_IF_ERROR(check_attnscope_header(*format));
+  const json* root = &format->root;
+  std::vector<Entry>& entries = format->entries;
+  const uint64_t header_len = format->header_len;
 
   auto cfg = parse_metadata(*root);
   if (!cfg) return cfg.status();
@@ -591,6 +719,17 @@ Status safetensors_save(const std::string& path, const ModelConfig& cfg, const W
   }
   if (st.is_ok()) return st;
   return {st.code(), "cannot save " + path + ": " + st.message()};
+}
+
+Status safetensors_check_format(const std::string& path) {
+  Status st;
+  try {
+    st = check_format_file(path);
+  } catch (const std::exception& e) {
+    st = internal_error(e.what());
+  }
+  if (st.is_ok()) return st;
+  return {st.code(), path + ": " + st.message()};
 }
 
 Expected<LoadedModel> safetensors_load(const std::string& path) {

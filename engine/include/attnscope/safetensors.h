@@ -27,6 +27,11 @@ struct LoadedModel {
 // not match cfg, that are not finite, or that do not fit dtype.
 Status safetensors_save(const std::string& path, const ModelConfig& cfg, const WeightMap& w,
                         DType dtype = DType::kF32);
+// The safetensors format alone, by the rules of its reference library (huggingface/safetensors;
+// tests/data/safetensors/reference.tsv holds its verdict on our corpus): ok for any well-formed
+// safetensors file, whatever its dtypes or metadata, else the first fault. safetensors_load
+// applies exactly these rules first, then Attnscope's own (engine/io/FORMAT.md section 5).
+Status safetensors_check_format(const std::string& path);
 // kNotFound when path does not exist; kInvalidArgument, with the file name and the fault,
 // for anything that is not a well-formed Attnscope model file.
 Expected<LoadedModel> safetensors_load(const std::string& path);
