@@ -11,6 +11,7 @@
 #include "args.h"
 #include "attnscope/atomic_file.h"
 #include "attnscope/generate.h"
+#include "attnscope/inspect.h"
 #include "attnscope/train.h"
 #include "commands.h"
 #include "image_dataset.h"
@@ -330,6 +331,7 @@ Status cmd_eval(const Argv& argv, const Context& ctx) {
   auto model = load_model(*model_path);
   if (!model) return model.status();
   const ModelConfig& cfg = (*model)->config();
+  ATTN_RETURN_IF_ERROR(memory_check_inference(cfg, "evaluating", /*decode=*/false));
   const int64_t n_max = cfg.seq_len();
   if (std::filesystem::is_directory(*input)) {
     if (!dump.empty())

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "attnscope/inspect.h"
 #include "core/rng.h"
 
 namespace attnscope {
@@ -80,6 +81,7 @@ Expected<std::vector<uint8_t>> generate(const Model& m, const GenerateRequest& r
                             std::to_string(n) + "), not " + std::to_string(req.prompt.size()));
   if (static_cast<int64_t>(req.prompt.size()) > n)
     return invalid_argument("the prompt is longer than the output");
+  ATTN_RETURN_IF_ERROR(memory_check_inference(m.config(), "generating with", /*decode=*/true));
   std::vector<uint8_t> out(static_cast<size_t>(n));
   std::copy(req.prompt.begin(), req.prompt.end(), out.begin());
   auto kept = [&](int64_t p) {

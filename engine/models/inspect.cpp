@@ -3,8 +3,12 @@
 // and kept mass, and the analytic and measured memory curve.
 #include "attnscope/inspect.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <limits>
 
@@ -636,6 +640,56 @@ Status measure(const ModelConfig& cfg, MemBytes* out) {
 }
 
 }  // namespace
+
+uint64_t memory_limit_bytes(std::string* what) {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  uint64_t limit = pages > 0 && page > 0
+                       ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page)
+                       : std::numeric_limits<uint64_t>::max();
+  if (what) *what = "the machine's physical memory";
+  rlimit as{};
+  if (::getrlimit(RLIMIT_AS, &as) == 0 && as.rlim_cur != RLIM_INFINITY) {
+    // What the process has mapped already (the first field of /proc/self/statm, in pages).
+    uint64_t mapped = 0;
+    if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
+      unsigned long long vm_pages = 0;
+      if (std::fscanf(f, "%llu", &vm_pages) == 1) mapped = vm_pages * static_cast<uint64_t>(page);
+      std::fclose(f);
+    }
+    const uint64_t left = as.rlim_cur > mapped ? as.rlim_cur - mapped : 0;
+    if (left < limit) {
+      limit = left;
+      if (what) *what = "what is left under the process's address-space limit (ulimit -v)";
+    }
+  }
+  return limit;
+}
+
+Status memory_check_inference(const ModelConfig& cfg, const std::string& doing, bool decode) {
+  // Decoding holds the weights and the caches (a step's own tensors are a few rows); a forward
+  // holds the weights, the activations and the attention scratch.
+  MemBytes b = estimate(cfg);
+  if (decode)
+    b[cat(MemCategory::kActivations)] = b[cat(MemCategory::kAttentionScratch)] = 0;
+  else
+    b[cat(MemCategory::kCaches)] = 0;
+  double total = 0;
+  for (double v : b) total += v;
+  std::string what;
+  const uint64_t limit = memory_limit_bytes(&what);
+  if (total <= static_cast<double>(limit)) return Status::ok();
+  auto gib = [](double bytes) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f GiB", bytes / (1024.0 * 1024.0 * 1024.0));
+    return std::string(buf);
+  };
+  return invalid_argument(doing + " this model would need about " + gib(total) + " (weights " +
+                          gib(b[cat(MemCategory::kWeights)]) +
+                          (decode ? ", decode caches " + gib(b[cat(MemCategory::kCaches)])
+                                  : ", activations " + gib(b[cat(MemCategory::kActivations)])) +
+                          "), over the limit of " + gib(static_cast<double>(limit)) + ", " + what +
+                          "; nothing was allocated");
+}
 
 std::vector<MemoryPoint> inspect_memory_curve(const ModelConfig& base,
                                               const std::vector<int64_t>& lengths, bool measure_too,

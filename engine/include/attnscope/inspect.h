@@ -128,6 +128,17 @@ struct MemoryPoint {
   MemBytes measured_bytes{};
 };
 constexpr int64_t kInspectMeasureMax = 16384;
+
+// ---- memory guard ------------------------------------------------------------------------------
+// The bytes this process may still take: the machine's physical memory, or what is left under
+// the address-space limit (ulimit -v) when that is lower; what names the binding one.
+uint64_t memory_limit_bytes(std::string* what = nullptr);
+// Refuses, before anything is allocated, running cfg (resolved) when the analytic peak (the
+// memory curve's estimate: decode, weights + caches at full length; otherwise one forward,
+// weights + activations + attention scratch) exceeds memory_limit_bytes(); the message names
+// both figures.
+// doing names the work ("generating", "evaluating").
+Status memory_check_inference(const ModelConfig& cfg, const std::string& doing, bool decode);
 // Each length is modelled as the base config with a text modality of that many bytes
 // (auto pos_width, Reformer auto buckets and Perceiver AR latents capped at the length; the
 // factorised position tables are the only weights that change). Lengths the config cannot
