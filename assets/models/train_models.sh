@@ -132,9 +132,11 @@ for m in "${models[@]}"; do
       train speech-sparse "$data/speech-8000/train" 120 2 2e-3 -- --family sparse \
         --modality audio:8000:2.5 --dim 128 --heads 4 --layers 4 --pattern strided ;;
     icons) need_icons; icons ;;
-    # The families' second generation (family2 above), 1000 steps each.
+    # The families' second generation (family2 above): 1000 steps each for the trial; STEPS=N
+    # resumes the same run under an N-step schedule (its learning rate rises to that cosine's
+    # value at the step reached, then decays), as the runs in parts of assets/models/README.md.
     gen2-dense|gen2-sparse|gen2-reformer|gen2-perceiver-ar|gen2-hourglass) need_icons
-      family2 "icons-${m#gen2-}" 1000 ;;
+      family2 "icons-${m#gen2-}" "${STEPS:-1000}" ;;
     # The bundled audio model, trained in two parts as the committed file was: steps 1-826 of
     # a 1500-step schedule, then the same run resumed under a 2400-step schedule (its learning
     # rate rises from 9.9e-4 to the longer cosine's value at step 826, then decays).
