@@ -259,8 +259,8 @@ bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel
     const bool stopped = out.status().code() == StatusCode::kCancelled;
     *state = stopped ? RunState::kStopped : RunState::kFailed;
     *message =
-        stopped ? "stopped at position " + std::to_string(store.filled()) : out.status().message();
-    if (count > 1) *message += " of sample " + std::to_string(index + 1);
+        stopped ? run_stop_message(store, store.filled(), index, count) : out.status().message();
+    if (!stopped && count > 1) *message += " (sample " + std::to_string(index + 1) + ")";
     if (!stopped) post_failed(tr("Generate"), QString::fromStdString(*message));
   }
   publish(*state, per_s, *state == RunState::kRunning ? eta : 0,

@@ -26,6 +26,24 @@ RunStore::RunStore(const attnscope::Modality& modality, std::vector<uint8_t> pro
   std::copy(prompt.begin(), prompt.end(), tokens_.begin());
 }
 
+int64_t RunStore::generated(int64_t filled_now) const {
+  int64_t g = 0;
+  for (int64_t p = prompt_length_; p < filled_now; ++p) g += kept(p) ? 0 : 1;
+  return g;
+}
+
+std::string run_stop_message(const RunStore& store, int64_t filled, int index, int count) {
+  const int64_t generated = store.generated(filled);
+  std::string m = "stopped";
+  if (count > 1) m += " in sample " + std::to_string(index + 1) + " of " + std::to_string(count);
+  m += " at " + std::to_string(store.known(filled)) + " / " + std::to_string(store.length());
+  m += generated == 0 ? ": nothing generated yet (it was reading the prompt)"
+                      : ": " + std::to_string(generated) + " positions generated";
+  if (index == 1) m += "; sample 1 is complete";
+  if (index > 1) m += "; samples 1-" + std::to_string(index) + " are complete";
+  return m;
+}
+
 void RunStore::write(int64_t p, uint8_t token, const float* logits) {
   const size_t i = static_cast<size_t>(p);
   // Prompt tokens were written at creation; rewriting them would race with readers.

@@ -54,6 +54,8 @@ class RunStore {
     return p < prompt_length_ || (!keep_.empty() && keep_[static_cast<size_t>(p)] != 0);
   }
   bool has_keep_mask() const { return !keep_.empty(); }
+  // Sampled (not kept) positions below filled_now: what the run has generated so far.
+  int64_t generated(int64_t filled_now) const;
 
   // Valid for p < known(filled()).
   uint8_t token(int64_t p) const { return tokens_[static_cast<size_t>(p)]; }
@@ -75,6 +77,11 @@ class RunStore {
   std::vector<float> entropy_;
   std::atomic<int64_t> filled_{0};
 };
+
+// What Stop reports for sample index (0-based) of count, stopped with filled positions: the
+// progress bar's figure (known / length) and what was generated, so the message matches what is
+// drawn ("nothing generated yet" while the run still reads the prompt).
+std::string run_stop_message(const RunStore& store, int64_t filled, int index, int count);
 
 enum class RunState { kNoModel, kIdle, kRunning, kFinished, kStopped, kFailed };
 const char* run_state_name(RunState s);

@@ -182,10 +182,39 @@ class TestSession : public QObject {
     const auto snap = s.snapshot();
     QCOMPARE(snap->state, RunState::kStopped);
     QVERIFY(snap->filled < snap->run->length());
-    QVERIFY(
-        QString::fromStdString(snap->message).startsWith(QStringLiteral("stopped at position")));
+    // The message gives the progress bar's figure and what was generated.
+    QCOMPARE(snap->message, session::run_stop_message(*snap->run, snap->filled, 0, 1));
+    QVERIFY2(QString::fromStdString(snap->message)
+                 .startsWith(QStringLiteral("stopped at %1 / %2: ")
+                                 .arg(snap->run->known(snap->filled))
+                                 .arg(snap->run->length())),
+             snap->message.c_str());
     QCOMPARE(held->filled, held_filled);
     QVERIFY(held->run->filled() >= held_filled);
+  }
+
+  // Stop mid-prompt said "stopped at position 427 of sample 2" while the bar read 1536 / 3072
+  // and the sample showed no new pixel: the message now says what is drawn.
+  void stop_message_says_what_is_drawn() {
+    const Modality m = *modality_parse("image:4x4x3");  // 48 positions
+    const session::RunStore prefix(m, std::vector<uint8_t>(12, 7));
+    QCOMPARE(session::run_stop_message(prefix, 5, 0, 1),
+             std::string("stopped at 12 / 48: nothing generated yet (it was reading the prompt)"));
+    QCOMPARE(session::run_stop_message(prefix, 20, 0, 1),
+             std::string("stopped at 20 / 48: 8 positions generated"));
+    QCOMPARE(session::run_stop_message(prefix, 12, 1, 4),
+             std::string("stopped in sample 2 of 4 at 12 / 48: nothing generated yet (it was "
+                         "reading the prompt); sample 1 is complete"));
+    QCOMPARE(session::run_stop_message(prefix, 30, 3, 4),
+             std::string("stopped in sample 4 of 4 at 30 / 48: 18 positions generated; samples "
+                         "1-3 are complete"));
+    // A painted mask: kept positions past the prefix are not counted as generated.
+    std::vector<uint8_t> keep(48, 1);
+    for (int p = 24; p < 48; p += 2) keep[static_cast<size_t>(p)] = 0;  // 12 sampled positions
+    const session::RunStore masked(m, std::vector<uint8_t>(48, 7), keep);
+    QCOMPARE(masked.generated(30), int64_t(3));  // 24, 26, 28
+    QCOMPARE(session::run_stop_message(masked, 30, 0, 1),
+             std::string("stopped at 30 / 48: 3 positions generated"));
   }
 
   void several_samples_equal_engine_generate_with_successive_seeds() {
