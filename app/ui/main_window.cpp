@@ -21,6 +21,7 @@
 #include <QStandardPaths>
 #include <QStatusBar>
 #include <QTabWidget>
+#include <QTimer>
 #include <algorithm>
 
 #include "attention_view.h"
@@ -98,6 +99,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(sampling_, &SamplingPanel::shown_sample_changed, audio_view_, &AudioView::set_sample);
   connect(sampling_, &SamplingPanel::shown_sample_changed, text_view_, &TextView::set_sample);
 
+  default_state_ = saveState();  // the first-start dock layout, for File > Reset settings
   read_settings();
   refresh_views();
 }
@@ -135,6 +137,13 @@ void MainWindow::create_actions() {
   QAction* view_export =
       file->addAction(tr("Export current &view…"), this, &MainWindow::choose_view_export);
   view_export->setShortcut(QKeySequence(Qt::CTRL | Qt::Key_E));
+  file->addSeparator();
+  QAction* reset =
+      file->addAction(tr("Reset &settings to defaults"), this, &MainWindow::reset_settings);
+  reset->setObjectName(QStringLiteral("action-reset-settings"));
+  reset->setStatusTip(
+      tr("Sampling back to its defaults (seed 1) and the window to its default "
+         "size and layout; recent files are kept"));
   file->addSeparator();
   QAction* quit = file->addAction(tr("&Quit"), this, &QWidget::close);
   quit->setShortcut(QKeySequence::Quit);
@@ -480,21 +489,64 @@ void MainWindow::dropEvent(QDropEvent* e) {
   e->acceptProposedAction();
 }
 
+// The sampling a fresh start, a scripted run and File > Reset settings use: the engine's
+// defaults with seed 1, as the README's commands and attnscope-cli generate examples use.
+attnscope::SamplingParams MainWindow::default_sampling() {
+  attnscope::SamplingParams p;
+  p.seed = 1;
+  return p;
+}
+
 void MainWindow::read_settings() {
   QSettings s;
   recent_ = s.value(QStringLiteral("recent/models")).toStringList();
   rebuild_recent_menu();
   last_dir_ = s.value(QStringLiteral("dirs/open")).toString();
-  attnscope::SamplingParams p;
-  p.temperature = s.value(QStringLiteral("sampling/temperature"), 1.0).toFloat();
-  p.top_k = s.value(QStringLiteral("sampling/top_k"), 0).toInt();
-  p.top_p = s.value(QStringLiteral("sampling/top_p"), 1.0).toFloat();
-  // Seed 1 by default, as the README's commands and attnscope-cli generate examples use.
-  p.seed = s.value(QStringLiteral("sampling/seed"), 1).toULongLong();
+  const attnscope::SamplingParams d = default_sampling();
+  attnscope::SamplingParams p = d;
+  p.temperature = s.value(QStringLiteral("sampling/temperature"), d.temperature).toFloat();
+  p.top_k = s.value(QStringLiteral("sampling/top_k"), d.top_k).toInt();
+  p.top_p = s.value(QStringLiteral("sampling/top_p"), d.top_p).toFloat();
+  p.seed = s.value(QStringLiteral("sampling/seed"), static_cast<qulonglong>(d.seed)).toULongLong();
   sampling_->set_params(p);
+  // Remembered sampling that differs from the defaults is said, not applied silently.
+  QStringList changed;
+  if (p.temperature != d.temperature) changed << tr("temperature %1").arg(p.temperature);
+  if (p.top_k != d.top_k) changed << tr("top-k %1").arg(p.top_k);
+  if (p.top_p != d.top_p) changed << tr("top-p %1").arg(p.top_p);
+  if (p.seed != d.seed) changed << tr("seed %1").arg(p.seed);
+  // After the first show: a message shown before it would sit over the state label.
+  if (!changed.isEmpty())
+    QTimer::singleShot(0, this, [this, text = changed.join(QStringLiteral(", "))] {
+      if (!script_mode_)
+        statusBar()->showMessage(
+            tr("Sampling from your last session: %1 (File > Reset settings)").arg(text), 15000);
+    });
   if (!restoreGeometry(s.value(QStringLiteral("window/geometry")).toByteArray())) resize(1400, 900);
   restoreState(s.value(QStringLiteral("window/state")).toByteArray());
   fit_to_screen();
+}
+
+// A scripted run (--screenshot) is reproducible from its command line alone: the defaults plus
+// the options given, never the last interactive session's knobs; and it remembers nothing.
+void MainWindow::set_script_mode(bool on) {
+  script_mode_ = on;
+  if (on) {
+    sampling_->set_params(default_sampling());
+    statusBar()->clearMessage();
+  }
+}
+
+void MainWindow::reset_settings() {
+  QSettings s;
+  s.remove(QStringLiteral("sampling"));
+  s.remove(QStringLiteral("window"));
+  sampling_->set_params(default_sampling());
+  restoreState(default_state_);
+  resize(1400, 900);
+  fit_to_screen();
+  statusBar()->showMessage(
+      tr("Settings reset: sampling at its defaults (seed 1), window at its default size"), 8000);
 }
 
 // The window (default or remembered size) within the screen's available geometry: a 1280x720
@@ -518,6 +570,7 @@ void MainWindow::fit_to_screen() {
 }
 
 void MainWindow::write_settings() const {
+  if (script_mode_) return;
   QSettings s;
   s.setValue(QStringLiteral("recent/models"), recent_);
   s.setValue(QStringLiteral("dirs/open"), last_dir_);

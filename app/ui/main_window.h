@@ -3,6 +3,7 @@
 // layout, recent files and settings kept in QSettings.
 #pragma once
 
+#include <QByteArray>
 #include <QMainWindow>
 #include <QStringList>
 #include <utility>
@@ -75,7 +76,10 @@ class MainWindow : public QMainWindow {
   void set_device(bool cuda, attnscope::CudaPrecision precision);
 
   // Scripted runs (--screenshot) report errors through script_error instead of dialogs.
-  void set_script_mode(bool on) { script_mode_ = on; }
+  void set_script_mode(bool on);
+  // File > Reset settings: sampling to default_sampling(), window geometry and layout forgotten.
+  void reset_settings();
+  static attnscope::SamplingParams default_sampling();
 
  signals:
   void script_error(const QString& message);
@@ -125,6 +129,7 @@ class MainWindow : public QMainWindow {
   QStringList recent_;
   QString last_dir_;
   bool script_mode_ = false;
+  QByteArray default_state_;
 };
 
 }  // namespace ui

@@ -19,8 +19,10 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QRegularExpression>
+#include <QSettings>
 #include <QSignalSpy>
 #include <QSpinBox>
+#include <QStatusBar>
 #include <QTableWidget>
 #include <QTemporaryDir>
 #include <QTimer>
@@ -340,6 +342,59 @@ class TestGui : public QObject {
     // A second window (a later start) reads the same list from QSettings.
     ui::MainWindow later;
     QCOMPARE(later.recent_files(), recent);
+  }
+
+  // Remembered knobs reach an interactive start (and are said in the status bar), never a
+  // scripted run, and File > Reset settings puts them back to the defaults.
+  void remembered_sampling_is_said_and_never_reaches_a_scripted_run() {
+    {
+      QSettings s;
+      s.setValue(QStringLiteral("sampling/top_p"), 0.9);
+      s.setValue(QStringLiteral("sampling/seed"), 7);
+    }
+    const attnscope::SamplingParams d = ui::MainWindow::default_sampling();
+    QCOMPARE(d.seed, uint64_t{1});
+    {
+      ui::MainWindow later;
+      QCOMPARE(later.sampling_panel()->params().top_p, 0.9f);
+      QCOMPARE(later.sampling_panel()->params().seed, uint64_t{7});
+      QTRY_VERIFY(!later.statusBar()->currentMessage().isEmpty());
+      const QString msg = later.statusBar()->currentMessage();
+      QVERIFY2(msg.contains(QStringLiteral("top-p 0.9")) &&
+                   msg.contains(QStringLiteral("seed 7")) &&
+                   msg.contains(QStringLiteral("Reset settings")),
+               qPrintable(msg));
+    }
+    {
+      ui::MainWindow scripted;
+      scripted.set_script_mode(true);
+      QCOMPARE(scripted.sampling_panel()->params().top_p, d.top_p);
+      QCOMPARE(scripted.sampling_panel()->params().seed, d.seed);
+      QCOMPARE(scripted.sampling_panel()->params().temperature, d.temperature);
+      // A command-line option applied after it is what the run uses...
+      attnscope::SamplingParams p = scripted.sampling_panel()->params();
+      p.temperature = 0.5f;
+      scripted.sampling_panel()->set_params(p);
+      scripted.close();
+    }
+    // ...and the scripted run wrote nothing back.
+    QCOMPARE(QSettings().value(QStringLiteral("sampling/top_p")).toDouble(), 0.9);
+    {
+      ui::MainWindow later;
+      QAction* reset = later.findChild<QAction*>(QStringLiteral("action-reset-settings"));
+      QVERIFY(reset);
+      reset->trigger();
+      QCOMPARE(later.sampling_panel()->params().top_p, d.top_p);
+      QCOMPARE(later.sampling_panel()->params().seed, d.seed);
+      QVERIFY(!QSettings().contains(QStringLiteral("sampling/top_p")));
+      QVERIFY(!QSettings().contains(QStringLiteral("sampling/seed")));
+      QCOMPARE(later.recent_files(), window_->recent_files());  // recent files are kept
+    }
+    // The next start is at the defaults, with nothing to say.
+    ui::MainWindow fresh;
+    QCOMPARE(fresh.sampling_panel()->params().top_p, d.top_p);
+    QTest::qWait(50);
+    QVERIFY(fresh.statusBar()->currentMessage().isEmpty());
   }
 
   void inspection_views_render_after_a_run() {
