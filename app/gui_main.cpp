@@ -21,6 +21,7 @@
 
 #include "attnscope/atomic_file.h"
 #include "render/canvas.h"
+#include "ui/compare_view.h"
 #include "ui/main_window.h"
 #include "ui/prompt_panel.h"
 #include "ui/sampling_panel.h"
@@ -30,7 +31,7 @@ namespace {
 constexpr const char* kUsage =
     "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
     "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] "
-    "[--device cpu|cuda] [--precision f32|tf32|bf16] [--autorun] [--view "
+    "[--device cpu|cuda] [--precision f32|tf32|bf16] [--autorun] [--surprise] [--view "
     "canvas|audio|text|attention|pattern|lsh|memory|compare] "
     "[--screenshot FILE]";
 
@@ -62,6 +63,7 @@ struct Options {
   bool cuda = false;
   std::optional<attnscope::CudaPrecision> precision;
   bool autorun = false;
+  bool surprise = false;  // Compare: the surprise overlay on
 };
 
 // Parses argv; on a bad argument, the one-line message in *error.
@@ -152,6 +154,8 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
       o.precision = *p;
     } else if (a == QLatin1String("--autorun")) {
       o.autorun = true;
+    } else if (a == QLatin1String("--surprise")) {
+      o.surprise = true;
     } else {
       *error = QStringLiteral("unknown argument '%1' (%2)").arg(a, QString::fromLatin1(kUsage));
       return std::nullopt;
@@ -311,6 +315,7 @@ int main(int argc, char** argv) {
   const bool inspect_view =
       window.inspect_view(opt->view) != nullptr || opt->view == QLatin1String("compare");
   if (inspect_view) window.show_view(opt->view);
+  if (opt->surprise) window.show_surprise();
 
   QTimer settle;
   settle.setInterval(100);

@@ -2,9 +2,11 @@
 // the bottom left, both small and translucent so the image stays visible.
 #include "overlay.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "imgui.h"
+#include "render/colormap.h"
 
 namespace overlay {
 
@@ -36,29 +38,45 @@ Inspection inspect(const Snapshot& s, QPoint pixel) {
 
 namespace {
 
+// The current ImGui window's rectangle (call between Begin and End).
+QRectF window_rect() {
+  const ImVec2 p = ImGui::GetWindowPos(), z = ImGui::GetWindowSize();
+  return QRectF(p.x, p.y, z.x, z.y);
+}
+
 const char* channel_name(int channels, int c) {
   if (channels == 1) return "grey";
   static const char* rgba[] = {"R", "G", "B", "A"};
   return rgba[c];
 }
 
-void draw_inspector(const Snapshot& s, const Inspection& in, float width) {
+QRectF draw_inspector(const Snapshot& s, const Inspection& in, float width) {
   ImGui::SetNextWindowPos(ImVec2(width - 10, 10), ImGuiCond_Always, ImVec2(1, 0));
   ImGui::SetNextWindowBgAlpha(0.82f);
   const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize |
                                  ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
                                  ImGuiWindowFlags_NoFocusOnAppearing;
   if (!ImGui::Begin("Inspector", nullptr, flags)) {
+    const QRectF r = window_rect();
     ImGui::End();
-    return;
+    return r;
   }
   if (in.pixel.x() < 0) {
     ImGui::TextUnformatted("Hover a pixel to see the model's");
     ImGui::TextUnformatted("distribution for each channel.");
+    const QRectF r = window_rect();
     ImGui::End();
-    return;
+    return r;
   }
   ImGui::Text("pixel (%d, %d)  %s", in.pixel.x(), in.pixel.y(), in.prompt ? "prompt" : "generated");
+  if (s.truth &&
+      in.position[0] + in.channels <= static_cast<int64_t>(s.truth->surprise_bits.size())) {
+    float sum = 0;
+    for (int c = 0; c < in.channels; ++c)
+      sum += s.truth->surprise_bits[static_cast<size_t>(in.position[static_cast<size_t>(c)])];
+    ImGui::Text("true image: surprise %.2f bits (mean of channels)",
+                static_cast<double>(sum / in.channels));
+  }
   for (int c = 0; c < in.channels; ++c) {
     const size_t i = static_cast<size_t>(c);
     const char* name = channel_name(in.channels, c);
@@ -81,7 +99,58 @@ void draw_inspector(const Snapshot& s, const Inspection& in, float width) {
     std::snprintf(caption, sizeof caption, "tokens 0..255, peak p %.3f", static_cast<double>(top));
     ImGui::PlotHistogram(id, probs, 256, 0, caption, 0.0f, top * 1.15f, ImVec2(300, 48));
   }
+  const QRectF r = window_rect();
   ImGui::End();
+  return r;
+}
+
+// A viridis colour bar 0..8 bits with ticks, the width of the window's content.
+void colour_bar(const char* top_label) {
+  ImGui::TextUnformatted(top_label);
+  ImDrawList* dl = ImGui::GetWindowDrawList();
+  const ImVec2 at = ImGui::GetCursorScreenPos();
+  const float w = 300, h = 12;
+  const int steps = 60;
+  for (int i = 0; i < steps; ++i) {
+    const render::Rgb8 a = render::viridis(static_cast<double>(i) / steps);
+    const render::Rgb8 b = render::viridis(static_cast<double>(i + 1) / steps);
+    dl->AddRectFilledMultiColor(ImVec2(at.x + w * i / steps, at.y),
+                                ImVec2(at.x + w * (i + 1) / steps, at.y + h),
+                                IM_COL32(a.r, a.g, a.b, 255), IM_COL32(b.r, b.g, b.b, 255),
+                                IM_COL32(b.r, b.g, b.b, 255), IM_COL32(a.r, a.g, a.b, 255));
+  }
+  ImGui::Dummy(ImVec2(w, h));
+  const float line = ImGui::GetTextLineHeight();
+  const ImVec2 ticks = ImGui::GetCursorScreenPos();
+  for (int bits = 0; bits <= 8; bits += 2) {
+    char label[16];
+    std::snprintf(label, sizeof label, bits == 8 ? ">=%d bits" : "%d", bits);
+    const float x = ticks.x + w * bits / 8.0f;
+    const float tw = ImGui::CalcTextSize(label).x;
+    dl->AddLine(ImVec2(x, ticks.y - 3), ImVec2(x, ticks.y), IM_COL32(230, 230, 230, 255));
+    dl->AddText(ImVec2(std::clamp(x - tw / 2, ticks.x, ticks.x + w + 40 - tw), ticks.y),
+                IM_COL32(230, 230, 230, 255), label);
+  }
+  ImGui::Dummy(ImVec2(w + 40, line));
+}
+
+// What the canvas's marks and colours mean: a section of the statistics window, open at first.
+void draw_legend(const Snapshot& s, int colour_mode) {
+  ImGui::SetNextItemOpen(true, ImGuiCond_FirstUseEver);
+  if (!ImGui::CollapsingHeader("legend")) return;
+  ImGui::TextUnformatted("tint + cyan line: kept prompt and its end");
+  ImGui::TextUnformatted("yellow box: next; checkerboard: pending");
+  if (colour_mode == 1) {
+    colour_bar("colour: entropy of the model's distribution");
+  } else if (colour_mode == 2) {
+    colour_bar("colour: surprise, -log2 P(true value)");
+    if (s.truth)
+      ImGui::Text("true image under this model: %.3f bits/dim", s.truth->bits_per_dim);
+    else if (s.has_truth)
+      ImGui::TextUnformatted("scoring the true image...");
+    else
+      ImGui::TextUnformatted("no whole image: open an image prompt");
+  }
 }
 
 // Text up to the first cut (" (" by default): the whole line is its tooltip.
@@ -91,15 +160,16 @@ void text_with_detail(const char* label, const std::string& line, const char* cu
   if (cut != std::string::npos && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", line.c_str());
 }
 
-void draw_stats(const Snapshot& s, const Stats& stats, float height) {
+QRectF draw_stats(const Snapshot& s, const Stats& stats, float height) {
   ImGui::SetNextWindowPos(ImVec2(10, height - 10), ImGuiCond_Always, ImVec2(0, 1));
   ImGui::SetNextWindowBgAlpha(0.82f);
   const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize |
                                  ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
                                  ImGuiWindowFlags_NoFocusOnAppearing;
   if (!ImGui::Begin("Statistics", nullptr, flags)) {
+    const QRectF r = window_rect();
     ImGui::End();
-    return;
+    return r;
   }
   if (s.run)
     ImGui::Text("%s  %lld / %lld", session::run_state_name(s.state),
@@ -121,10 +191,16 @@ void draw_stats(const Snapshot& s, const Stats& stats, float height) {
                   attnscope::mem_format_bytes(static_cast<double>(f.peak)).c_str());
     }
   }
-  text_with_detail("", s.backend_note);
-  text_with_detail("upload: ", stats.upload_path.toStdString(), "; ");
-  text_with_detail("GL: ", stats.renderer.toStdString());
+  // Where it runs (the status bar says it too): folded, so the overlay stays short.
+  if (ImGui::CollapsingHeader("backend")) {
+    text_with_detail("", s.backend_note);
+    text_with_detail("upload: ", stats.upload_path.toStdString(), "; ");
+    text_with_detail("GL: ", stats.renderer.toStdString());
+  }
+  draw_legend(s, stats.colour_mode);
+  const QRectF r = window_rect();
   ImGui::End();
+  return r;
 }
 
 void draw_hint(float width, float height) {
@@ -141,14 +217,21 @@ void draw_hint(float width, float height) {
 
 }  // namespace
 
-void draw(const Snapshot& s, const Inspection& inspection, const Stats& stats, float display_width,
-          float display_height) {
+Footprint draw(const Snapshot& s, const Inspection& inspection, const Stats& stats,
+               float display_width, float display_height) {
+  Footprint f;
   if (!s.model) {
     draw_hint(display_width, display_height);
-    return;
+    return f;
   }
-  draw_inspector(s, inspection, display_width);
-  draw_stats(s, stats, display_height);
+  const QRectF inspector = draw_inspector(s, inspection, display_width);
+  const QRectF statistics = draw_stats(s, stats, display_height);
+  f.windows = {inspector, statistics};
+  // The inspector's band only while idle: hovering grows it over the image, on purpose.
+  // Heights, not positions: the windows are pinned 10 px from their corners.
+  f.top = inspection.pixel.x() < 0 ? 10 + static_cast<float>(inspector.height()) : -1;
+  f.bottom = 10 + static_cast<float>(statistics.height());
+  return f;
 }
 
 }  // namespace overlay

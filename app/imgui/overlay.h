@@ -4,8 +4,10 @@
 #pragma once
 
 #include <QPoint>
+#include <QRectF>
 #include <QString>
 #include <array>
+#include <vector>
 
 #include "session/snapshot.h"
 
@@ -26,11 +28,20 @@ Inspection inspect(const session::Snapshot& s, QPoint pixel);
 
 struct Stats {
   QString upload_path;
-  QString renderer;  // GL_RENDERER
+  QString renderer;     // GL_RENDERER
+  int colour_mode = 0;  // render::Canvas::Mode: 0 pixels, 1 entropy, 2 surprise
+};
+
+// Where the overlay windows lie, in display pixels: the band at the top the idle inspector
+// takes, the band at the bottom the statistics and legend take (the canvas fits the image
+// between them), and every window's rectangle of this frame.
+struct Footprint {
+  float top = 0, bottom = 0;
+  std::vector<QRectF> windows;
 };
 
 // Draws the overlay windows for one ImGui frame (between NewFrame and Render).
-void draw(const session::Snapshot& s, const Inspection& inspection, const Stats& stats,
-          float display_width, float display_height);
+Footprint draw(const session::Snapshot& s, const Inspection& inspection, const Stats& stats,
+               float display_width, float display_height);
 
 }  // namespace overlay

@@ -6,6 +6,7 @@
 #include <QOpenGLContext>
 #include <QOpenGLShaderProgram>
 #include <QSurfaceFormat>
+#include <QTimer>
 #include <QWheelEvent>
 #include <algorithm>
 #include <cmath>
@@ -122,12 +123,17 @@ void Canvas::fit() {
   user_view_ = false;
   const QSize img = image_size();
   if (img.isEmpty()) return;
+  // Between the overlay's bands (the inspector above, statistics and legend below), so no
+  // overlay covers a sample; the whole height when the overlay is off.
+  const double top = overlay_visible_ ? band_top_ : 0, bottom = overlay_visible_ ? band_bottom_ : 0;
+  fitted_bands_ = QPointF(top, bottom);
   const double avail_w = std::max(1, width() - 2 * kFitMargin);
-  const double avail_h = std::max(1, height() - 2 * kFitMargin);
+  const double band_h = std::max(1.0, height() - top - bottom);
+  const double avail_h = std::max(1.0, band_h - 2 * kFitMargin);
   const double z = std::min(avail_w / img.width(), avail_h / img.height());
   zoom_ = z >= 1 ? std::floor(z) : z;
   pan_ = QPointF(std::round((width() - img.width() * zoom_) / 2),
-                 std::round((height() - img.height() * zoom_) / 2));
+                 std::round(top + (band_h - img.height() * zoom_) / 2));
   update();
 }
 
@@ -171,6 +177,7 @@ void Canvas::set_mode(Mode mode) {
 
 void Canvas::set_overlay_visible(bool on) {
   overlay_visible_ = on;
+  if (!user_view_) fit();
   update();
 }
 
@@ -222,12 +229,13 @@ void Canvas::build_frame(const Snapshot& s) {
     else if (s.samples.empty())
       run = s.run.get();
     const int64_t filled = !run ? 0 : run == s.run.get() ? s.filled : run->filled();
-    build_sample(run, filled, m, x0, y0, gw);
+    build_sample(run, filled, s.truth.get(), m, x0, y0, gw);
   }
 }
 
 void Canvas::build_sample(const session::RunStore* run, int64_t filled,
-                          const attnscope::Modality& m, int x0, int y0, int stride) {
+                          const session::TruthScore* truth, const attnscope::Modality& m, int x0,
+                          int y0, int stride) {
   const int w = m.width, h = m.height, channels = m.channels;
   const int64_t known = run ? run->known(filled) : 0;
   const size_t plane = frame_.size() / 2;
@@ -259,6 +267,15 @@ void Canvas::build_sample(const session::RunStore* run, int64_t filled,
     in[1] = entropy_n ? static_cast<uint8_t>(std::lround(
                             std::clamp(entropy / entropy_n / 8.0f, 0.0f, 1.0f) * 255.0f))
                       : 0;
+    // b: the pixel's mean surprise over its channels / 8 bits; a: 1 where there is one.
+    if (truth && truth->surprise_bits.size() >= static_cast<size_t>(first + channels)) {
+      float sum = 0;
+      for (int ch = 0; ch < channels; ++ch)
+        sum += truth->surprise_bits[static_cast<size_t>(first + ch)];
+      in[2] =
+          static_cast<uint8_t>(std::lround(std::clamp(sum / channels / 8.0f, 0.0f, 1.0f) * 255.0f));
+      in[3] = 1;
+    }
   }
 }
 
@@ -333,9 +350,21 @@ void Canvas::paintGL() {
   inspection_ = overlay::inspect(shown, hovered ? local : QPoint(-1, -1));
   if (overlay_visible_) {
     imgui_.new_frame();
-    overlay::draw(shown, inspection_, {upload_path_, renderer_}, static_cast<float>(width()),
-                  static_cast<float>(height()));
+    footprint_ =
+        overlay::draw(shown, inspection_, {upload_path_, renderer_, static_cast<int>(mode_)},
+                      static_cast<float>(width()), static_cast<float>(height()));
     imgui_.render();
+    // The bands only grow (a line more while a run is under way would make the image jump at
+    // every start and end); the overlay's size settles over its first frames: refit then.
+    band_top_ = std::max<double>(band_top_, footprint_.top);
+    band_bottom_ = std::max<double>(band_bottom_, footprint_.bottom);
+    if (!user_view_ && (std::abs(band_top_ - fitted_bands_.x()) > 1 ||
+                        std::abs(band_bottom_ - fitted_bands_.y()) > 1))
+      QTimer::singleShot(0, this, [this] {
+        if (!user_view_) fit();
+      });
+  } else {
+    footprint_ = {};
   }
 }
 

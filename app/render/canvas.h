@@ -25,7 +25,9 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
   Q_OBJECT
 
  public:
-  enum class Mode { kImage = 0, kEntropy = 1 };
+  // The colours: the pixels; the model's entropy where it has sampled; its surprise at the real
+  // image the prompt came from (Snapshot::truth, -log2 P(true value)).
+  enum class Mode { kImage = 0, kEntropy = 1, kSurprise = 2 };
 
   explicit Canvas(session::Session* session, QWidget* parent = nullptr);
   ~Canvas() override;
@@ -47,6 +49,7 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
 
   void set_mark_prompt(bool on);
   void set_mode(Mode mode);
+  Mode mode() const { return mode_; }
   void set_overlay_visible(bool on);
   bool overlay_visible() const { return overlay_visible_; }
 
@@ -54,6 +57,8 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
   QString upload_path() const { return upload_path_; }
   // What the inspector showed in the last frame.
   const overlay::Inspection& inspection() const { return inspection_; }
+  // The overlay windows' rectangles in the last frame (widget pixels); empty when hidden.
+  const std::vector<QRectF>& overlay_rects() const { return footprint_.windows; }
 
  signals:
   void upload_path_changed(const QString& path);
@@ -80,8 +85,8 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
   // pixel inside that sample; nothing when px is in a gap, outside, or on a sample not begun.
   // One sample's pixels into the frame at (x0, y0) of a frame stride pixels wide; run null
   // (a sample not begun) is all pending.
-  void build_sample(const session::RunStore* run, int64_t filled, const attnscope::Modality& m,
-                    int x0, int y0, int stride);
+  void build_sample(const session::RunStore* run, int64_t filled, const session::TruthScore* truth,
+                    const attnscope::Modality& m, int x0, int y0, int stride);
   std::optional<session::Snapshot> sample_at(const session::Snapshot& s, QPoint px,
                                              QPoint* local) const;
   glm::mat4 view_matrix() const;
@@ -104,8 +109,11 @@ class Canvas : public QOpenGLWidget, protected QOpenGLFunctions_3_3_Core {
   std::shared_ptr<const session::Snapshot> shown_;
 
   double zoom_ = 1;
-  QPointF pan_;             // widget position of the image's top-left corner
-  bool user_view_ = false;  // the user zoomed or panned: keep it across resizes
+  QPointF pan_;                            // widget position of the image's top-left corner
+  bool user_view_ = false;                 // the user zoomed or panned: keep it across resizes
+  overlay::Footprint footprint_;           // the overlay windows of the last frame
+  double band_top_ = 0, band_bottom_ = 0;  // the overlay's bands that fit() keeps clear
+  QPointF fitted_bands_{-1, -1};           // the bands the current fit used
   QSize fitted_image_;
   bool dragging_ = false;
   QPointF drag_from_;

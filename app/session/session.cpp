@@ -113,18 +113,23 @@ void Session::set_prompt(std::vector<uint8_t> image_tokens, int keep_rows) {
     if (!summary_) return;
     const Modality& m = summary_->config.modality;
     const size_t row = static_cast<size_t>(m.width) * static_cast<size_t>(m.channels);
+    std::vector<uint8_t> truth;
+    if (tokens.size() == static_cast<size_t>(summary_->config.seq_len())) truth = tokens;
     tokens.resize(std::min(tokens.size(), row * static_cast<size_t>(std::max(keep_rows, 0))));
-    do_prompt(std::move(tokens));
+    do_prompt(std::move(tokens), {}, std::move(truth));
   });
 }
 
-void Session::set_prompt_tokens(std::vector<uint8_t> kept) {
+void Session::set_prompt_tokens(std::vector<uint8_t> kept, std::vector<uint8_t> truth) {
   stop();
-  QMetaObject::invokeMethod(worker_, [this, tokens = std::move(kept)]() mutable {
-    if (!summary_) return;
-    tokens.resize(std::min(tokens.size(), static_cast<size_t>(summary_->config.seq_len())));
-    do_prompt(std::move(tokens));
-  });
+  QMetaObject::invokeMethod(worker_,
+                            [this, tokens = std::move(kept), truth = std::move(truth)]() mutable {
+                              if (!summary_) return;
+                              const size_t n = static_cast<size_t>(summary_->config.seq_len());
+                              tokens.resize(std::min(tokens.size(), n));
+                              if (truth.size() != n) truth.clear();
+                              do_prompt(std::move(tokens), {}, std::move(truth));
+                            });
 }
 
 void Session::set_prompt_mask(std::vector<uint8_t> image_tokens, std::vector<uint8_t> keep) {
@@ -140,7 +145,8 @@ void Session::set_prompt_mask(std::vector<uint8_t> image_tokens, std::vector<uin
                                         .arg(tokens.size()));
           return;
         }
-        do_prompt(std::move(tokens), std::move(keep));
+        std::vector<uint8_t> truth = tokens;
+        do_prompt(std::move(tokens), std::move(keep), std::move(truth));
       });
 }
 
@@ -154,6 +160,7 @@ void Session::generate(const SamplingParams& sampling, int samples) {
 
 void Session::stop() {
   if (cancel_) cancel_->store(true);
+  if (score_cancel_) score_cancel_->store(true);
 }
 
 void Session::do_open(const QString& path) {
@@ -181,13 +188,21 @@ void Session::do_open(const QString& path) {
   summary_ = std::make_shared<const ModelSummary>(model_summarize(cfg, file, bytes));
   knob_rows_.clear();
   compare_.reset();
+  truth_score_.reset();
+  ++truth_serial_;
   do_prompt({});
   post_model_loaded(path);
 }
 
-void Session::do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep) {
+void Session::do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep,
+                        std::vector<uint8_t> truth) {
   prompt_ = std::move(prompt);
   keep_ = std::move(keep);
+  if (truth != truth_) {
+    truth_score_.reset();
+    ++truth_serial_;
+  }
+  truth_ = std::move(truth);
   run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_, keep_);
   samples_ = {run_};
   samples_wanted_ = 1;
@@ -285,6 +300,9 @@ void Session::publish(RunState state, double tokens_per_s, double eta_s, std::st
   s->knob_rows = knob_rows_;
   s->compare = compare_;
   s->compare_model = compare_name_;
+  s->has_truth = summary_ && truth_.size() == static_cast<size_t>(summary_->config.seq_len());
+  s->truth = truth_score_;
+  s->truth_serial = truth_serial_;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     current_ = std::move(s);

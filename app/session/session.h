@@ -41,7 +41,9 @@ class Session : public QObject {
   void set_prompt(std::vector<uint8_t> image_tokens, int keep_rows);
   // The kept tokens themselves, any modality (an audio clip's first samples, a text's bytes);
   // cut to the model's length.
-  void set_prompt_tokens(std::vector<uint8_t> kept);
+  // truth: the whole image or clip the prompt was cut from, if any (seq_len tokens), which
+  // Compare scores each model on; anything else is ignored.
+  void set_prompt_tokens(std::vector<uint8_t> kept, std::vector<uint8_t> truth = {});
   // A whole prompt image with a keep mask (one entry per token, W*H*C): tokens where keep is 1
   // are kept, the rest are regenerated, each given everything before it (see GenerateRequest).
   void set_prompt_mask(std::vector<uint8_t> image_tokens, std::vector<uint8_t> keep);
@@ -64,6 +66,10 @@ class Session : public QObject {
   // worker re-creates the model from the same weights with the edited configuration (a bad
   // value is a failed() message that keeps the model as it was).
   void set_knobs(Knobs knobs);
+  // Scores the whole loaded image or clip under the open model (the surprise view): publishes
+  // Snapshot::truth once done. Does nothing when there is no such image or it is scored already;
+  // Stop, a new prompt or model cancel it.
+  void score_truth();
   // Loads a second model for the Compare tab; it must have the open model's modality and size.
   // Ends in compare_loaded() or failed("Compare", ...), which keeps no second model.
   void open_compare_model(const QString& path);
@@ -84,7 +90,8 @@ class Session : public QObject {
  private:
   // Worker thread only.
   void do_open(const QString& path);
-  void do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep = {});
+  void do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep = {},
+                 std::vector<uint8_t> truth = {});
   void do_generate(const attnscope::SamplingParams& sampling, int samples,
                    std::shared_ptr<attnscope::CancelFlag> cancel);
   // One sample of a run into a fresh run_; false when it was stopped or failed.
@@ -98,6 +105,7 @@ class Session : public QObject {
   void do_inspect(const InspectRequest& request);
   void do_knobs(const Knobs& knobs);
   void do_open_compare(const QString& path);
+  void do_score_truth(std::shared_ptr<attnscope::CancelFlag> cancel);
   void do_compare(const attnscope::SamplingParams& sampling,
                   std::shared_ptr<attnscope::CancelFlag> cancel);
   // Why the second model cannot complete the open model's prompt; empty when it can.
@@ -118,6 +126,12 @@ class Session : public QObject {
   int samples_wanted_ = 1;
   std::vector<uint8_t> prompt_;
   std::vector<uint8_t> keep_;  // empty: prompt_ is a kept prefix; else one entry per position
+  // The whole loaded image or clip the prompt came from (seq_len tokens), what Compare scores
+  // each model on; empty for a typed or short prompt.
+  std::vector<uint8_t> truth_;
+  std::shared_ptr<const TruthScore> truth_score_;  // of truth_ under model_; null until scored
+  std::shared_ptr<attnscope::CancelFlag> score_cancel_;
+  uint64_t truth_serial_ = 0;
   std::string backend_note_;
   // Generation's model when it runs on the device (null: model_ generates).
   void place_generator();

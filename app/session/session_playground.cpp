@@ -30,6 +30,32 @@ double bits_per_dim(const Model& m, const std::vector<uint8_t>& tokens, int64_t 
   return bpd ? *bpd : std::numeric_limits<double>::quiet_NaN();
 }
 
+// The true sequence under m: per position -log2 P(truth[p] | truth[< p]) into surprise, and
+// the mean over the positions a completion samples (keep empty: from prompt_length on) as the
+// result; NaN on an engine error or nothing to score.
+double truth_bits(const Model& m, const std::vector<uint8_t>& truth, int64_t prompt_length,
+                  const std::vector<uint8_t>& keep, std::vector<float>* surprise,
+                  const CancelFlag* cancel) {
+  const int64_t n = static_cast<int64_t>(truth.size());
+  Tensor lp;
+  if (n == 0 || !model_log_probs(m, truth.data(), n, &lp, cancel))
+    return std::numeric_limits<double>::quiet_NaN();
+  surprise->resize(static_cast<size_t>(n));
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t p = 0; p < n; ++p) {
+    const float bits =
+        static_cast<float>(-lp.data()[p * 256 + truth[static_cast<size_t>(p)]] / std::log(2.0));
+    (*surprise)[static_cast<size_t>(p)] = bits;
+    const bool sampled = keep.empty() ? p >= prompt_length : keep[static_cast<size_t>(p)] == 0;
+    if (sampled) {
+      sum += bits;
+      ++count;
+    }
+  }
+  return count > 0 ? sum / static_cast<double>(count) : std::numeric_limits<double>::quiet_NaN();
+}
+
 }  // namespace
 
 void Session::post_compare_ended(bool finished) {
@@ -39,6 +65,23 @@ void Session::post_compare_ended(bool finished) {
 
 void Session::set_knobs(Knobs knobs) {
   QMetaObject::invokeMethod(worker_, [this, knobs] { do_knobs(knobs); });
+}
+
+void Session::score_truth() {
+  score_cancel_ = std::make_shared<CancelFlag>(false);
+  QMetaObject::invokeMethod(worker_, [this, cancel = score_cancel_] { do_score_truth(cancel); });
+}
+
+void Session::do_score_truth(std::shared_ptr<CancelFlag> cancel) {
+  if (cancel->load() || !model_ || truth_score_ || !summary_ ||
+      truth_.size() != static_cast<size_t>(summary_->config.seq_len()))
+    return;
+  auto score = std::make_shared<TruthScore>();
+  score->bits_per_dim = truth_bits(*model_, truth_, 0, {}, &score->surprise_bits, cancel.get());
+  if (std::isnan(score->bits_per_dim)) return;  // cancelled (or the engine failed)
+  truth_score_ = std::move(score);
+  const std::shared_ptr<const Snapshot> before = snapshot();
+  publish(before->state, before->tokens_per_s, before->eta_s, before->message);
 }
 
 void Session::open_compare_model(const QString& path) {
@@ -151,6 +194,8 @@ void Session::do_compare(const SamplingParams& sampling, std::shared_ptr<CancelF
   result->length = summary_->config.seq_len();
   result->prompt_length = static_cast<int64_t>(prompt_.size());
   result->seed = sampling.seed;
+  result->keep = keep_;
+  result->has_truth = truth_.size() == static_cast<size_t>(result->length);
   const Model* models[2] = {model_.get(), compare_model_.get()};
   const std::string names[2] = {
       QFileInfo(QString::fromStdString(summary_->path)).fileName().toStdString(), compare_name_};
@@ -215,6 +260,10 @@ void Session::do_compare(const SamplingParams& sampling, std::shared_ptr<CancelF
     side.completion_bits_per_dim = bits_per_dim(*models[i], side.tokens, n, cancel.get());
     side.prompt_bits_per_dim =
         bits_per_dim(*models[i], prompt_, result->prompt_length, cancel.get());
+    side.truth_bits_per_dim = result->has_truth
+                                  ? truth_bits(*models[i], truth_, result->prompt_length, keep_,
+                                               &side.surprise_bits, cancel.get())
+                                  : std::numeric_limits<double>::quiet_NaN();
     side.done = true;
     result->done = (i + 1) * n;
     compare_ = std::make_shared<CompareResult>(*result);

@@ -104,6 +104,11 @@ struct Snapshot {
   std::string message;  // the last outcome or error, one line
   // Reformer and Perceiver AR: every finished run of this model with its knob value.
   std::vector<KnobRow> knob_rows;
+  // Whether the prompt came from a whole loaded image or clip, and the open model's score of
+  // it (null until Session::score_truth() has run for this model and prompt).
+  bool has_truth = false;
+  uint64_t truth_serial = 0;  // grows whenever the model or the true image changes
+  std::shared_ptr<const TruthScore> truth;
   // The latest comparison with a second model (null before one starts).
   std::shared_ptr<const CompareResult> compare;
   std::string compare_model;  // the second model's file name; empty when none is loaded

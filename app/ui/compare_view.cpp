@@ -2,6 +2,7 @@
 // text, the prompt marked) and the figures under each, all from snapshots.
 #include "compare_view.h"
 
+#include <QCheckBox>
 #include <QFileInfo>
 #include <QFontDatabase>
 #include <QGridLayout>
@@ -11,6 +12,7 @@
 #include <QPainterPath>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QTextDocument>
 #include <QVBoxLayout>
 #include <algorithm>
@@ -18,14 +20,25 @@
 
 #include "attnscope/audio.h"
 #include "inspect_view.h"
+#include "render/colormap.h"
 
 namespace ui {
 
 namespace {
 
+// Positions a completion samples: after the kept prefix, or the unkept ones of a mask.
+int64_t completed(const session::CompareResult& r) {
+  return r.keep.empty() ? r.length - r.prompt_length
+                        : static_cast<int64_t>(std::count(r.keep.begin(), r.keep.end(), 0));
+}
+
 QString bits(double b) {
   return std::isnan(b) ? QStringLiteral("—") : QString::number(b, 'f', 3);
 }
+
+// The surprise overlay's scale: -log2 P(true value) per channel, 0 (certain) to 8 bits (a
+// uniform guess over 256 values) and above, clamped.
+constexpr int kSurpriseMaxBits = 8;
 
 QString stem(const std::string& name) {
   return QFileInfo(QString::fromStdString(name)).completeBaseName();
@@ -43,6 +56,10 @@ class ComparePane : public QWidget {
   void show_side(std::shared_ptr<const session::CompareResult> r, int side) {
     result_ = std::move(r);
     side_ = side;
+    update();
+  }
+  void set_surprise(bool on) {
+    surprise_ = on;
     update();
   }
 
@@ -78,9 +95,19 @@ class ComparePane : public QWidget {
     QImage img(m.width, m.height, QImage::Format_RGB888);
     img.fill(QColor(56, 56, 60));
     const int c = m.channels;
+    const std::vector<float>& bits = result_->sides[side_].surprise_bits;
+    const bool surprise = surprise_ && bits.size() == static_cast<size_t>(result_->length);
     for (int y = 0; y < m.height; ++y)
       for (int x = 0; x < m.width; ++x) {
         const size_t at = (static_cast<size_t>(y) * m.width + x) * c;
+        if (surprise) {
+          // The pixel's mean surprise over its channels, on the legend's 0-8 bit scale.
+          double sum = 0;
+          for (int k = 0; k < c; ++k) sum += bits[at + k];
+          const render::Rgb8 v = render::viridis(sum / c / kSurpriseMaxBits);
+          img.setPixelColor(x, y, QColor(v.r, v.g, v.b));
+          continue;
+        }
         if (at + c > t.size()) continue;
         const uint8_t r = t[at], g = c >= 3 ? t[at + 1] : r, b = c >= 3 ? t[at + 2] : r;
         img.setPixelColor(x, y, QColor(r, g, b));
@@ -152,6 +179,35 @@ class ComparePane : public QWidget {
 
   std::shared_ptr<const session::CompareResult> result_;
   int side_ = 0;
+  bool surprise_ = false;
+};
+
+// The surprise overlay's colour bar: viridis from 0 to kSurpriseMaxBits bits, with ticks.
+class SurpriseLegend : public QWidget {
+ public:
+  explicit SurpriseLegend(QWidget* parent) : QWidget(parent) { setFixedHeight(40); }
+
+ protected:
+  void paintEvent(QPaintEvent*) override {
+    QPainter p(this);
+    const QRectF bar(8, 4, width() - 16, 12);
+    for (int x = 0; x < static_cast<int>(bar.width()); ++x) {
+      const render::Rgb8 v = render::viridis(x / std::max(bar.width() - 1, 1.0));
+      p.setPen(QColor(v.r, v.g, v.b));
+      p.drawLine(QPointF(bar.left() + x, bar.top()), QPointF(bar.left() + x, bar.bottom()));
+    }
+    p.setPen(palette().color(QPalette::WindowText));
+    const QFontMetrics fm = p.fontMetrics();
+    for (int b = 0; b <= kSurpriseMaxBits; b += 2) {
+      const double x = bar.left() + bar.width() * b / kSurpriseMaxBits;
+      p.drawLine(QPointF(x, bar.bottom()), QPointF(x, bar.bottom() + 3));
+      const QString label =
+          b == kSurpriseMaxBits ? QStringLiteral("≥ %1 bits").arg(b) : QString::number(b);
+      const double w = fm.horizontalAdvance(label);
+      p.drawText(QPointF(std::clamp(x - w / 2, 0.0, width() - w), bar.bottom() + 4 + fm.ascent()),
+                 label);
+    }
+  }
 };
 
 CompareView::CompareView(session::Session* s, QWidget* parent) : QWidget(parent), session_(s) {
@@ -162,8 +218,14 @@ CompareView::CompareView(session::Session* s, QWidget* parent) : QWidget(parent)
   run_ = new QPushButton(tr("Compare"), this);
   run_->setToolTip(tr("Complete the prompt with both models: same sampling parameters and seed"));
   second_ = new QLabel(this);
+  surprise_ = new QCheckBox(tr("Surprise"), this);
+  surprise_->setObjectName(QStringLiteral("compare-surprise"));
+  surprise_->setToolTip(
+      tr("Colour each pixel by how surprised each model is by the real image: -log2 P(true "
+         "value), averaged over the pixel's channels. Dark: the model expected it."));
   bar->addWidget(load_);
   bar->addWidget(run_);
+  bar->addWidget(surprise_);
   bar->addWidget(second_, 1);
   layout->addLayout(bar);
   message_ = new QLabel(this);
@@ -193,7 +255,16 @@ CompareView::CompareView(session::Session* s, QWidget* parent) : QWidget(parent)
     grid->setColumnStretch(i, 1);
   }
   grid->setRowStretch(1, 1);
+  legend_ = new SurpriseLegend(sides_);
+  legend_->setToolTip(tr("Surprise: -log2 P(true value) in bits per channel"));
+  grid->addWidget(legend_, 3, 0, 1, 2);
+  legend_->hide();
   layout->addWidget(sides_, 1);
+  connect(surprise_, &QCheckBox::toggled, this, [this](bool on) {
+    for (ComparePane* pane : panes_) pane->set_surprise(on);
+    legend_->setVisible(on && shown_ && shown_->has_truth &&
+                        shown_->modality.kind == attnscope::ModalityKind::kImage);
+  });
 
   connect(load_, &QPushButton::clicked, this, &CompareView::load_requested);
   connect(run_, &QPushButton::clicked, this, &CompareView::compare_requested);
@@ -246,13 +317,18 @@ void CompareView::on_published() {
                                  QString::fromStdString(side.name).toHtmlEscaped(),
                                  QString::fromStdString(side.config_text).toHtmlEscaped()));
     if (side.done) {
-      stats_[i]->setText(
-          tr("<b>%1</b> tokens/s<br>completion (%4 positions): <b>%2</b> bits/dim<br>prompt (%5 "
-             "positions): <b>%3</b> bits/dim")
-              .arg(side.tokens_per_s, 0, 'f', 0)
-              .arg(bits(side.completion_bits_per_dim), bits(side.prompt_bits_per_dim))
-              .arg(r.length)
-              .arg(r.prompt_length));
+      const QString truth =
+          r.has_truth ? tr("true image, the %1 completed positions: <b>%2</b> bits/dim")
+                            .arg(completed(r))
+                            .arg(bits(side.truth_bits_per_dim))
+                      : tr("true image: — (type or load a whole image or clip to score on)");
+      stats_[i]->setText(tr("%1<br><b>%2</b> tokens/s · own sample under itself: %3 bits/dim "
+                            "(low is not right) · prompt (%4 positions): %5 bits/dim")
+                             .arg(truth)
+                             .arg(side.tokens_per_s, 0, 'f', 0)
+                             .arg(bits(side.completion_bits_per_dim))
+                             .arg(r.prompt_length)
+                             .arg(bits(side.prompt_bits_per_dim)));
     } else {
       stats_[i]->setText(tr("generating: %1 / %2 positions")
                              .arg(static_cast<qlonglong>(side.tokens.size()))
@@ -260,6 +336,8 @@ void CompareView::on_published() {
     }
     panes_[i]->show_side(shown_, i);
   }
+  legend_->setVisible(surprise_->isChecked() && r.has_truth &&
+                      r.modality.kind == attnscope::ModalityKind::kImage);
 }
 
 QString CompareView::export_name() const {
@@ -271,7 +349,32 @@ attnscope::Status CompareView::export_to(const QString& path, QStringList* writt
   if (!shown_)
     return attnscope::Status(attnscope::StatusCode::kInvalidArgument,
                              "There is no comparison to export: load a second model and Compare.");
-  return write_files({{path, png_bytes(sides_->grab().toImage())}}, written);
+  // The picture and, beside it, the figures as CSV (one row per model).
+  const session::CompareResult& r = *shown_;
+  QString csv = QStringLiteral(
+      "model,config,seed,prompt_positions,completed_positions,tokens_per_s,"
+      "true_image_bits_per_dim,own_sample_bits_per_dim,prompt_bits_per_dim\n");
+  const auto field = [](QString v) {
+    return QStringLiteral("\"%1\"").arg(v.replace(QLatin1Char('"'), QStringLiteral("\"\"")));
+  };
+  const auto num = [](double v) { return std::isnan(v) ? QString() : QString::number(v, 'f', 4); };
+  for (const session::CompareSide& side : r.sides)
+    csv += QStringLiteral("%1,%2,%3,%4,%5,%6,%7,%8,%9\n")
+               .arg(field(QString::fromStdString(side.name)),
+                    field(QString::fromStdString(side.config_text)))
+               .arg(r.seed)
+               .arg(r.prompt_length)
+               .arg(completed(r))
+               .arg(side.tokens_per_s, 0, 'f', 1)
+               .arg(r.has_truth ? num(side.truth_bits_per_dim) : QString(),
+                    num(side.completion_bits_per_dim), num(side.prompt_bits_per_dim));
+  QString csv_path = path;
+  csv_path.replace(
+      QRegularExpression(QStringLiteral("\\.png$"), QRegularExpression::CaseInsensitiveOption),
+      QString());
+  csv_path += QStringLiteral(".csv");
+  return write_files({{path, png_bytes(sides_->grab().toImage())}, {csv_path, csv.toUtf8()}},
+                     written);
 }
 
 }  // namespace ui

@@ -10,6 +10,7 @@
 #include "attnscope/status.h"
 #include "session/session.h"
 
+class QCheckBox;
 class QLabel;
 class QProgressBar;
 class QPushButton;
@@ -27,6 +28,8 @@ class CompareView : public QWidget {
   QPushButton* load_button() const { return load_; }
   QPushButton* compare_button() const { return run_; }
   QProgressBar* progress() const { return progress_; }
+  // The surprise overlay's switch (-log2 P(true value) per pixel, on both panes).
+  QCheckBox* surprise_box() const { return surprise_; }
   // The refusal or failure of the latest load or comparison; empty when there is none.
   QLabel* message_label() const { return message_; }
   // Side 0 is the open model, side 1 the second model.
@@ -56,6 +59,8 @@ class CompareView : public QWidget {
   QLabel* message_;
   QProgressBar* progress_;
   QWidget* sides_;
+  QCheckBox* surprise_;
+  QWidget* legend_;
   QLabel* titles_[2];
   ComparePane* panes_[2];
   QLabel* stats_[2];

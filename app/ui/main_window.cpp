@@ -5,6 +5,7 @@
 #include <QAction>
 #include <QActionGroup>
 #include <QApplication>
+#include <QCheckBox>
 #include <QCloseEvent>
 #include <QDockWidget>
 #include <QDragEnterEvent>
@@ -166,8 +167,14 @@ void MainWindow::create_actions() {
   connect(overlay, &QAction::toggled, canvas_, &render::Canvas::set_overlay_visible);
   auto* modes = new QActionGroup(this);
   QAction* image = view_menu_->addAction(tr("Show &image"));
+  image->setObjectName(QStringLiteral("action-image"));
   QAction* entropy = view_menu_->addAction(tr("Show &entropy (viridis)"));
-  for (QAction* a : {image, entropy}) {
+  QAction* surprise = view_menu_->addAction(tr("Show &surprise at the true image (viridis)"));
+  surprise->setObjectName(QStringLiteral("action-surprise"));
+  surprise->setStatusTip(
+      tr("Colour each pixel by -log2 P(true value) under the open model, for "
+         "the whole image the prompt was cut from"));
+  for (QAction* a : {image, entropy, surprise}) {
     a->setCheckable(true);
     modes->addAction(a);
   }
@@ -178,6 +185,12 @@ void MainWindow::create_actions() {
           [this] { canvas_->set_mode(render::Canvas::Mode::kImage); });
   connect(entropy, &QAction::triggered, this,
           [this] { canvas_->set_mode(render::Canvas::Mode::kEntropy); });
+  surprise->setShortcut(QKeySequence(Qt::Key_3));
+  connect(surprise, &QAction::triggered, this, [this] {
+    canvas_->set_mode(render::Canvas::Mode::kSurprise);
+    truth_requested_for_ = 0;  // asked again: a Stop may have cancelled the last one
+    request_truth_score();
+  });
   QAction* fit = view_menu_->addAction(tr("&Fit image"), canvas_, &render::Canvas::fit);
   fit->setShortcut(QKeySequence(Qt::Key_F));
 
@@ -222,8 +235,18 @@ void MainWindow::show_error(const QString& title, const QString& message) {
   QMessageBox::warning(this, title, message);
 }
 
+// The surprise view needs the open model's score of the true image: asked once per prompt
+// (the worker keeps it while the model and image stay).
+void MainWindow::request_truth_score() {
+  const auto s = session_->snapshot();
+  if (!s->has_truth || s->truth || s->truth_serial == truth_requested_for_) return;
+  truth_requested_for_ = s->truth_serial;
+  session_->score_truth();
+}
+
 void MainWindow::refresh_views() {
   const auto s = session_->snapshot();
+  if (canvas_->mode() == render::Canvas::Mode::kSurprise) request_truth_score();
   model_panel_->show_snapshot(*s);
   sampling_->show_snapshot(*s);
   // "backend: cuda (H200, ...; bf16)" -> "Generation: CUDA"; the whole line in the tooltip.
@@ -295,7 +318,7 @@ void MainWindow::apply_prompt() {
   if (std::vector<uint8_t> keep = prompt_->keep_mask(); !keep.empty())
     session_->set_prompt_mask(prompt_->tokens(), std::move(keep));
   else
-    session_->set_prompt_tokens(prompt_->kept_tokens());
+    session_->set_prompt_tokens(prompt_->kept_tokens(), prompt_->tokens());
 }
 
 void MainWindow::generate() {
@@ -387,7 +410,13 @@ bool MainWindow::show_view(const QString& name) {
 bool MainWindow::views_pending() const {
   for (const auto& [n, v] : inspect_views_)
     if (v->isVisible() && v->pending()) return true;
-  return false;
+  const auto s = session_->snapshot();
+  return canvas_->mode() == render::Canvas::Mode::kSurprise && s->has_truth && !s->truth;
+}
+
+void MainWindow::show_surprise() {
+  findChild<QAction*>(QStringLiteral("action-surprise"))->trigger();
+  compare_view_->surprise_box()->setChecked(true);
 }
 
 bool MainWindow::export_view_to(const QString& path) {

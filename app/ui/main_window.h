@@ -77,6 +77,8 @@ class MainWindow : public QMainWindow {
 
   // Scripted runs (--screenshot) report errors through script_error instead of dialogs.
   void set_script_mode(bool on);
+  // The surprise colours on the canvas (View > Show surprise) and in Compare.
+  void show_surprise();
   // File > Reset settings: sampling to default_sampling(), window geometry and layout forgotten.
   void reset_settings();
   static attnscope::SamplingParams default_sampling();
@@ -103,6 +105,7 @@ class MainWindow : public QMainWindow {
   void choose_model();
   void choose_prompt();
   void choose_export();
+  void request_truth_score();
   void read_settings();
   void write_settings() const;
 
@@ -130,6 +133,7 @@ class MainWindow : public QMainWindow {
   QString last_dir_;
   bool script_mode_ = false;
   QByteArray default_state_;
+  uint64_t truth_requested_for_ = 0;  // the Snapshot::truth_serial last scored
 };
 
 }  // namespace ui

@@ -6,6 +6,7 @@
 // prompt preview that regenerates only the painted pixels.
 #include <QAction>
 #include <QApplication>
+#include <QCheckBox>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
@@ -196,6 +197,9 @@ class TestGui : public QObject {
 
   void wheel_zooms_and_drag_pans() {
     render::Canvas* canvas = window_->canvas();
+    // The overlay's first frames settle its bands (which a fit keeps clear): fit after them.
+    QTest::qWait(100);
+    canvas->fit();
     const double zoom = canvas->zoom();
     const QRectF before = canvas->pixel_rect(4, 4);
     const QPointF at = before.center();
@@ -632,14 +636,42 @@ class TestGui : public QObject {
       auto want = generate(**m, req);
       QVERIFY(want.has_value());
       QCOMPARE(cv->result()->sides[i].tokens, *want);
+      // Each model is scored on the real image the prompt came from, over the 96 positions it
+      // completed (not on its own sample), with the surprise of every position.
+      const std::vector<uint8_t>& truth = window_->prompt_panel()->tokens();
+      QCOMPARE(truth.size(), size_t{192});
+      Tensor lp;
+      QVERIFY(model_log_probs(**m, truth.data(), 192, &lp));
+      double sum = 0;
+      const session::CompareSide& side = cv->result()->sides[i];
+      QCOMPARE(side.surprise_bits.size(), size_t{192});
+      for (int p = 0; p < 192; ++p) {
+        const double bits = -lp.data()[p * 256 + truth[p]] / std::log(2.0);
+        QVERIFY(std::abs(side.surprise_bits[p] - bits) < 1e-4);
+        if (p >= 96) sum += bits;
+      }
+      QVERIFY(std::abs(side.truth_bits_per_dim - sum / 96) < 1e-5);
       const QString stats = cv->stats_label(i)->text();
       QVERIFY2(stats.contains(QStringLiteral("tokens/s")) &&
-                   stats.count(QStringLiteral("bits/dim")) == 2 &&
-                   stats.contains(
-                       QString::number(cv->result()->sides[i].completion_bits_per_dim, 'f', 3)),
+                   stats.count(QStringLiteral("bits/dim")) == 3 &&
+                   stats.contains(QStringLiteral("true image, the 96 completed positions: <b>%1")
+                                      .arg(side.truth_bits_per_dim, 0, 'f', 3)) &&
+                   stats.contains(QString::number(side.completion_bits_per_dim, 'f', 3)),
                qPrintable(stats));
       QVERIFY(cv->stats_label(i)->isVisible());
     }
+    // The surprise overlay recolours the panes (viridis of each pixel's mean surprise) and
+    // shows its colour bar.
+    auto* surprise = cv->findChild<QCheckBox*>(QStringLiteral("compare-surprise"));
+    QVERIFY(surprise);
+    const QImage plain = cv->grab().toImage();
+    surprise->setChecked(true);
+    const QImage overlay = cv->grab().toImage();
+    QVERIFY(plain != overlay);
+    QSet<QRgb> viridis_seen;
+    for (int y = 0; y < overlay.height(); y += 2)
+      for (int x = 0; x < overlay.width(); x += 2) viridis_seen.insert(overlay.pixel(x, y));
+    QVERIFY(viridis_seen.size() > plain.width() / 8);
     QVERIFY(cv->title_label(1)->text().contains(QStringLiteral("second-sparse.safetensors")));
     // Ctrl+E's export on this tab: the side-by-side view as PNG.
     const QString png = dir_.filePath(QStringLiteral("compare.png"));
@@ -647,6 +679,17 @@ class TestGui : public QObject {
     const QImage img(png);
     QVERIFY(!img.isNull() && img.width() > img.height() / 2);
     QCOMPARE(cv->export_name(), QStringLiteral("tiny-vs-second-sparse-compare.png"));
+    // ...and its figures as CSV beside it, one row per model.
+    QFile csv(dir_.filePath(QStringLiteral("compare.csv")));
+    QVERIFY(csv.open(QIODevice::ReadOnly));
+    const QStringList rows = QString::fromUtf8(csv.readAll()).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(rows.size(), 3);
+    QVERIFY(rows[0].contains(QStringLiteral("true_image_bits_per_dim")));
+    QVERIFY2(
+        rows[2].startsWith(QStringLiteral("\"second-sparse.safetensors\"")) &&
+            rows[2].contains(QString::number(cv->result()->sides[1].truth_bits_per_dim, 'f', 4)),
+        qPrintable(rows[2]));
+    surprise->setChecked(false);
   }
 
   void mismatched_second_model_is_refused() {
@@ -879,6 +922,74 @@ class TestGui : public QObject {
     const QByteArray bytes = f.readAll();
     QCOMPARE(bytes.size(), 64);
     QVERIFY(bytes.startsWith(typed.toUtf8()));
+  }
+
+  // View > Show surprise: the open model's -log2 P(true value) of the whole loaded image, as
+  // the engine computes it, drawn in viridis (mean of a pixel's channels / 8 bits), with the
+  // image's bits/dim; pending pixels too (the surprise is of the real image).
+  void surprise_view_scores_the_true_image() {
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(tiny_);
+    QVERIFY(loaded.wait(10000));
+    QVERIFY(window_->open_prompt(prompt_));
+    window_->prompt_panel()->set_keep_rows(4);
+    QTRY_VERIFY(window_->session()->snapshot()->has_truth &&
+                window_->session()->snapshot()->run->prompt_length() == 4 * 8 * 3);
+    QAction* surprise = window_->findChild<QAction*>(QStringLiteral("action-surprise"));
+    QVERIFY(surprise);
+    surprise->trigger();
+    QTRY_VERIFY_WITH_TIMEOUT(window_->session()->snapshot()->truth, 20000);
+    const auto s = window_->session()->snapshot();
+    const std::vector<uint8_t>& truth = window_->prompt_panel()->tokens();
+    auto file = safetensors_load(tiny_.toStdString());
+    QVERIFY(file.has_value());
+    auto model = model_create(file->cfg, std::move(file->weights));
+    QVERIFY(model.has_value());
+    Tensor lp;
+    QVERIFY(model_log_probs(**model, truth.data(), 192, &lp));
+    QCOMPARE(s->truth->surprise_bits.size(), size_t{192});
+    double sum = 0;
+    for (int p = 0; p < 192; ++p) {
+      const double bits = -lp.data()[p * 256 + truth[p]] / std::log(2.0);
+      QVERIFY(std::abs(s->truth->surprise_bits[p] - bits) < 1e-4);
+      sum += bits;
+    }
+    QVERIFY(std::abs(s->truth->bits_per_dim - sum / 192) < 1e-5);
+
+    window_->findChild<QAction*>(QStringLiteral("action-mark-prompt"))->setChecked(false);
+    window_->findChild<QAction*>(QStringLiteral("action-overlay"))->setChecked(false);
+    render::Canvas* canvas = window_->canvas();
+    canvas->fit();
+    QCOMPARE(canvas->mode(), render::Canvas::Mode::kSurprise);
+    const QImage frame = canvas->grabFramebuffer();
+    // A kept pixel (row 1) and a pending one (row 6).
+    for (const QPoint px : {QPoint(2, 1), QPoint(5, 6)}) {
+      const int first = (px.y() * 8 + px.x()) * 3;
+      const double mean = (s->truth->surprise_bits[first] + s->truth->surprise_bits[first + 1] +
+                           s->truth->surprise_bits[first + 2]) /
+                          3;
+      const double t = std::round(std::clamp(mean / 8, 0.0, 1.0) * 255) / 255;
+      const render::Rgb8 want = render::viridis(t);
+      const QColor got = canvas_color(frame, canvas, px.x(), px.y());
+      QVERIFY2(std::abs(got.red() - want.r) <= 3 && std::abs(got.green() - want.g) <= 3 &&
+                   std::abs(got.blue() - want.b) <= 3,
+               qPrintable(QStringLiteral("pixel (%1, %2): got %3, want (%4, %5, %6)")
+                              .arg(px.x())
+                              .arg(px.y())
+                              .arg(got.name())
+                              .arg(want.r)
+                              .arg(want.g)
+                              .arg(want.b)));
+    }
+    // A new prompt is a new true image: the score goes and is asked for again.
+    window_->prompt_panel()->set_keep_rows(2);
+    QTRY_VERIFY_WITH_TIMEOUT(window_->session()->snapshot()->run->prompt_length() == 2 * 8 * 3 &&
+                                 window_->session()->snapshot()->truth,
+                             20000);
+    window_->findChild<QAction*>(QStringLiteral("action-overlay"))->setChecked(true);
+    window_->findChild<QAction*>(QStringLiteral("action-mark-prompt"))->setChecked(true);
+    window_->findChild<QAction*>(QStringLiteral("action-image"))->trigger();
+    QCOMPARE(canvas->mode(), render::Canvas::Mode::kImage);
   }
 
   void four_image_samples_in_a_grid() {

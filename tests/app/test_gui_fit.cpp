@@ -13,6 +13,7 @@
 #include <cstdio>
 
 #include "render/canvas.h"
+#include "session/session.h"
 #include "ui/main_window.h"
 #include "ui/model_panel.h"
 #include "ui/sampling_panel.h"
@@ -57,12 +58,36 @@ class TestGuiFit : public QObject {
     const int width = window.width();
     window.open_model(QStringLiteral(ATTNSCOPE_ASSETS "/models/icons.safetensors"));
     QTRY_VERIFY_WITH_TIMEOUT(window.sampling_panel()->generate_button()->isEnabled(), 20000);
+    window.sampling_panel()->set_samples(4);  // a 2 x 2 grid, the largest picture
     window.sampling_panel()->generate_button()->click();
     QTRY_VERIFY_WITH_TIMEOUT(!window.sampling_panel()->generate_button()->isEnabled(), 10000);
     QTRY_VERIFY_WITH_TIMEOUT(window.sampling_panel()->generate_button()->isEnabled(), 60000);
     QTest::qWait(200);
     QCOMPARE(window.width(), width);
     QVERIFY(avail.contains(window.geometry()));
+    // No overlay window (inspector; statistics with the legend) covers a sample of the grid,
+    // nor one another.
+    const render::Canvas* canvas = window.canvas();
+    const QSize grid = render::Canvas::grid_size(*window.session()->snapshot());
+    QCOMPARE(grid, QSize(66, 66));
+    const QRectF image =
+        canvas->pixel_rect(0, 0).united(canvas->pixel_rect(grid.width() - 1, grid.height() - 1));
+    QCOMPARE(canvas->overlay_rects().size(), size_t{2});
+    qInfo("image %.0fx%.0f at zoom %.0f in a %dx%d canvas", image.width(), image.height(),
+          canvas->zoom(), canvas->width(), canvas->height());
+    QVERIFY(canvas->zoom() >= 3);  // still a picture, not a thumbnail
+    for (const QRectF& r : canvas->overlay_rects())
+      QVERIFY2(!r.intersects(image),
+               qPrintable(QString("overlay %1x%2 at %3,%4 covers the image %5x%6 at %7,%8")
+                              .arg(r.width())
+                              .arg(r.height())
+                              .arg(r.x())
+                              .arg(r.y())
+                              .arg(image.width())
+                              .arg(image.height())
+                              .arg(image.x())
+                              .arg(image.y())));
+    QVERIFY(!canvas->overlay_rects()[0].intersects(canvas->overlay_rects()[1]));
     // Every figure of the Model panel's memory table fits its column on one line.
     const QTableWidget* mem = window.model_panel()->memory_table();
     const QFontMetrics fm(mem->font());
