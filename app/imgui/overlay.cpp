@@ -146,6 +146,8 @@ void draw_legend(const Snapshot& s, int colour_mode) {
     colour_bar("colour: surprise, -log2 P(true value)");
     if (s.truth)
       ImGui::Text("true image under this model: %.3f bits/dim", s.truth->bits_per_dim);
+    else if (!s.truth_error.empty())
+      ImGui::Text("true image: %s", s.truth_error.c_str());
     else if (s.has_truth)
       ImGui::TextUnformatted("scoring the true image...");
     else

@@ -189,7 +189,7 @@ void Session::do_open(const QString& path) {
   knob_rows_.clear();
   compare_.reset();
   truth_score_.reset();
-  ++truth_serial_;
+  truth_error_.clear();
   do_prompt({});
   post_model_loaded(path);
 }
@@ -200,7 +200,7 @@ void Session::do_prompt(std::vector<uint8_t> prompt, std::vector<uint8_t> keep,
   keep_ = std::move(keep);
   if (truth != truth_) {
     truth_score_.reset();
-    ++truth_serial_;
+    truth_error_.clear();
   }
   truth_ = std::move(truth);
   run_ = std::make_shared<RunStore>(summary_->config.modality, prompt_, keep_);
@@ -302,7 +302,8 @@ void Session::publish(RunState state, double tokens_per_s, double eta_s, std::st
   s->compare_model = compare_name_;
   s->has_truth = summary_ && truth_.size() == static_cast<size_t>(summary_->config.seq_len());
   s->truth = truth_score_;
-  s->truth_serial = truth_serial_;
+  s->truth_pending = truth_pending_.load();
+  s->truth_error = truth_error_;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     current_ = std::move(s);

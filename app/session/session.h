@@ -131,7 +131,8 @@ class Session : public QObject {
   std::vector<uint8_t> truth_;
   std::shared_ptr<const TruthScore> truth_score_;  // of truth_ under model_; null until scored
   std::shared_ptr<attnscope::CancelFlag> score_cancel_;
-  uint64_t truth_serial_ = 0;
+  std::atomic<bool> truth_pending_{false};
+  std::string truth_error_;
   std::string backend_note_;
   // Generation's model when it runs on the device (null: model_ generates).
   void place_generator();

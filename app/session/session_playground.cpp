@@ -69,17 +69,23 @@ void Session::set_knobs(Knobs knobs) {
 
 void Session::score_truth() {
   score_cancel_ = std::make_shared<CancelFlag>(false);
+  truth_pending_ = true;
   QMetaObject::invokeMethod(worker_, [this, cancel = score_cancel_] { do_score_truth(cancel); });
 }
 
+// Ends with truth_pending false and a publish in every case, so that a view waiting for the
+// score asks again after a Stop cancelled it, and stops asking after an engine error.
 void Session::do_score_truth(std::shared_ptr<CancelFlag> cancel) {
-  if (cancel->load() || !model_ || truth_score_ || !summary_ ||
-      truth_.size() != static_cast<size_t>(summary_->config.seq_len()))
-    return;
-  auto score = std::make_shared<TruthScore>();
-  score->bits_per_dim = truth_bits(*model_, truth_, 0, {}, &score->surprise_bits, cancel.get());
-  if (std::isnan(score->bits_per_dim)) return;  // cancelled (or the engine failed)
-  truth_score_ = std::move(score);
+  if (model_ && !truth_score_ && truth_error_.empty() && summary_ && !cancel->load() &&
+      truth_.size() == static_cast<size_t>(summary_->config.seq_len())) {
+    auto score = std::make_shared<TruthScore>();
+    score->bits_per_dim = truth_bits(*model_, truth_, 0, {}, &score->surprise_bits, cancel.get());
+    if (!std::isnan(score->bits_per_dim))
+      truth_score_ = std::move(score);
+    else if (!cancel->load())
+      truth_error_ = "the engine could not score this image under the open model";
+  }
+  truth_pending_ = false;
   const std::shared_ptr<const Snapshot> before = snapshot();
   publish(before->state, before->tokens_per_s, before->eta_s, before->message);
 }

@@ -107,7 +107,8 @@ struct Snapshot {
   // Whether the prompt came from a whole loaded image or clip, and the open model's score of
   // it (null until Session::score_truth() has run for this model and prompt).
   bool has_truth = false;
-  uint64_t truth_serial = 0;  // grows whenever the model or the true image changes
+  bool truth_pending = false;  // a score_truth() is queued or running
+  std::string truth_error;     // why the last score failed (an engine error, not a Stop)
   std::shared_ptr<const TruthScore> truth;
   // The latest comparison with a second model (null before one starts).
   std::shared_ptr<const CompareResult> compare;

@@ -188,7 +188,6 @@ void MainWindow::create_actions() {
   surprise->setShortcut(QKeySequence(Qt::Key_3));
   connect(surprise, &QAction::triggered, this, [this] {
     canvas_->set_mode(render::Canvas::Mode::kSurprise);
-    truth_requested_for_ = 0;  // asked again: a Stop may have cancelled the last one
     request_truth_score();
   });
   QAction* fit = view_menu_->addAction(tr("&Fit image"), canvas_, &render::Canvas::fit);
@@ -235,12 +234,12 @@ void MainWindow::show_error(const QString& title, const QString& message) {
   QMessageBox::warning(this, title, message);
 }
 
-// The surprise view needs the open model's score of the true image: asked once per prompt
-// (the worker keeps it while the model and image stay).
+// The surprise view needs the open model's score of the true image: asked while there is none,
+// none is on its way and none failed (a Stop cancels one; the worker keeps it while the model
+// and image stay).
 void MainWindow::request_truth_score() {
   const auto s = session_->snapshot();
-  if (!s->has_truth || s->truth || s->truth_serial == truth_requested_for_) return;
-  truth_requested_for_ = s->truth_serial;
+  if (!s->has_truth || s->truth || s->truth_pending || !s->truth_error.empty()) return;
   session_->score_truth();
 }
 
@@ -411,7 +410,8 @@ bool MainWindow::views_pending() const {
   for (const auto& [n, v] : inspect_views_)
     if (v->isVisible() && v->pending()) return true;
   const auto s = session_->snapshot();
-  return canvas_->mode() == render::Canvas::Mode::kSurprise && s->has_truth && !s->truth;
+  return canvas_->mode() == render::Canvas::Mode::kSurprise && s->has_truth && !s->truth &&
+         s->truth_error.empty();
 }
 
 void MainWindow::show_surprise() {

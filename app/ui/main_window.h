@@ -133,7 +133,6 @@ class MainWindow : public QMainWindow {
   QString last_dir_;
   bool script_mode_ = false;
   QByteArray default_state_;
-  uint64_t truth_requested_for_ = 0;  // the Snapshot::truth_serial last scored
 };
 
 }  // namespace ui

@@ -27,5 +27,8 @@ shot audio "$models/speech-sparse.safetensors" audio --prompt assets/prompts/spe
   --keep-seconds 0.5 --temperature 1 --top-p 1
 shot audio-ocarina "$models/ocarina-sparse.safetensors" audio \
   --prompt assets/prompts/ocarina-unseen.wav --keep-seconds 0.5 --temperature 1 --top-p 1
-shot compare "$models/icons-dense.safetensors" compare --prompt "$icon" --keep-rows 16 \
-  --compare "$models/icons-sparse.safetensors" --temperature 0.8 --top-p 0.9
+# The default model against the dense family model on an unseen theme's icon, each scored on
+# the real image, with the surprise overlay.
+shot compare "$models/icons.safetensors" compare \
+  --prompt assets/prompts/unseen-themes/tango-devices-video-display.png --keep-rows 16 \
+  --compare "$models/icons-dense.safetensors" --temperature 0.8 --top-p 0.9 --surprise

@@ -16,11 +16,26 @@
 #include "attnscope/model.h"
 #include "attnscope/safetensors.h"
 
+// AddressSanitizer reserves terabytes of address space for its shadow memory, so an ASan
+// build cannot run under an address-space limit; there the resident-memory bound (and the
+// refusal before allocating) is what the test checks, with room for ASan's own overhead.
+#if defined(__SANITIZE_ADDRESS__)
+#define ATTNSCOPE_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ATTNSCOPE_ASAN 1
+#endif
+#endif
+
 namespace {
 
 // The largest child's peak resident set. A bare `attnscope-cli --help` already peaks at about
 // 230 MiB in the development machine's CUDA build, before reading any input.
+#ifdef ATTNSCOPE_ASAN
+constexpr long kMaxRssMiB = 1024;
+#else
 constexpr long kMaxRssMiB = 512;
+#endif
 constexpr int kMaxSeconds = 30;  // each refusal, on a shared 2-core machine
 constexpr rlim_t kChildAddressSpace = rlim_t{4} << 30;
 
@@ -32,10 +47,12 @@ struct Run {
 
 Run cli_limited(const QStringList& args) {
   QProcess p;
+#ifndef ATTNSCOPE_ASAN
   p.setChildProcessModifier([] {
     const rlimit r{kChildAddressSpace, kChildAddressSpace};
     ::setrlimit(RLIMIT_AS, &r);
   });
+#endif
   QElapsedTimer t;
   t.start();
   p.start(QStringLiteral(ATTNSCOPE_CLI), args);
@@ -205,6 +222,12 @@ class TestBombs : public QObject {
   void refusedBeforeAllocating() {
     QFETCH(QStringList, args);
     QFETCH(QString, message);
+#ifdef ATTNSCOPE_ASAN
+    // These models fit this machine's physical memory; only the 4 GiB address-space limit,
+    // which ASan cannot run under, makes them too large. The release build runs them.
+    if (QString(QTest::currentDataTag()).contains(QLatin1String("memory limit")))
+      QSKIP("needs an address-space limit, which an ASan build cannot run under");
+#endif
     const Run r = cli_limited(args);
     QVERIFY2(r.code == 2, qPrintable(QString("exit %1: %2").arg(r.code).arg(r.err)));
     QVERIFY2(QString::fromUtf8(r.err).contains(message), r.err.constData());

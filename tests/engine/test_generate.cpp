@@ -31,10 +31,12 @@ std::vector<uint8_t> pattern(int64_t n) {
 }
 
 // Painted pixels 1, 2 and 9 (every channel) of a 4x4x3 image: a region with kept pixels after it.
+// A mask shorter than the image keeps the painted positions below n.
 std::vector<uint8_t> painted_mask(int64_t n) {
   std::vector<uint8_t> keep(static_cast<size_t>(n), 1);
   for (int px : {1, 2, 9})
-    for (int ch = 0; ch < 3; ++ch) keep[static_cast<size_t>(px * 3 + ch)] = 0;
+    for (int ch = 0; ch < 3; ++ch)
+      if (const int64_t p = px * 3 + ch; p < n) keep[static_cast<size_t>(p)] = 0;
   return keep;
 }
 

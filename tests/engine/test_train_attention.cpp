@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "attnscope/attention.h"
@@ -39,12 +40,13 @@ double max_diff(const A& a, const B& b) {
   return m;
 }
 
-// One attention problem: q (H, nq, d); k, v (H, nk, d); spec (rotations owned here).
+// One attention problem: q (H, nq, d); k, v (H, nk, d); spec (rotations owned here, shared by
+// copies: spec.rotations points into them, so a copied Problem must not own its own).
 struct Problem {
   int heads = 2, d = 4;
   int64_t nq = 0, nk = 0;
   TrainAttnSpec spec;
-  std::vector<float> rot;
+  std::shared_ptr<const std::vector<float>> rot;
 };
 
 Problem causal(int64_t nq, int64_t nk, int64_t q_offset, int heads = 2, int d = 4) {
@@ -76,8 +78,9 @@ Problem lsh(int64_t n, int n_hashes, int chunk, int n_buckets, int heads = 2, in
   p.spec.lsh.n_hashes = n_hashes;
   p.spec.lsh.chunk = chunk;
   p.spec.lsh.n_buckets = n_buckets;
-  p.rot = attn_lsh_rotations(7, 0, n_hashes, d, n_buckets);
-  p.spec.rotations = p.rot.data();
+  p.rot =
+      std::make_shared<const std::vector<float>>(attn_lsh_rotations(7, 0, n_hashes, d, n_buckets));
+  p.spec.rotations = p.rot->data();
   return p;
 }
 
@@ -159,7 +162,7 @@ std::vector<double> lsh_reference(const Problem& p, const std::vector<double>& x
       std::vector<std::pair<int64_t, int64_t>> key(n);
       for (int64_t i = 0; i < n; ++i) {
         std::vector<float> xf(xh + i * d, xh + i * d + d);
-        key[i] = {attn_lsh_hash(xf.data(), p.rot.data(), r, d, nb), i};
+        key[i] = {attn_lsh_hash(xf.data(), p.rot->data(), r, d, nb), i};
       }
       std::sort(key.begin(), key.end());
       for (int64_t s = 0; s < n; ++s) {
@@ -207,8 +210,8 @@ std::vector<double> lsh_reference(const Problem& p, const std::vector<double>& x
 bool bucket_changes(const Problem& p, const double* row, const double* row_p) {
   std::vector<float> a(row, row + p.d), b(row_p, row_p + p.d);
   for (int r = 0; r < p.spec.lsh.n_hashes; ++r)
-    if (attn_lsh_hash(a.data(), p.rot.data(), r, p.d, p.spec.lsh.n_buckets) !=
-        attn_lsh_hash(b.data(), p.rot.data(), r, p.d, p.spec.lsh.n_buckets))
+    if (attn_lsh_hash(a.data(), p.rot->data(), r, p.d, p.spec.lsh.n_buckets) !=
+        attn_lsh_hash(b.data(), p.rot->data(), r, p.d, p.spec.lsh.n_buckets))
       return true;
   return false;
 }
