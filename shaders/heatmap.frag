@@ -1,8 +1,9 @@
 // A scalar field over an image, one texel per pixel, nearest-neighbour. u_values (R32F)
-// holds the field; negative = no value there (pending). Modes: 0 heat (viridis over the dimmed
-// base image, more opaque as v grows; 0 = none, the image shows), 1 buckets (the categorical palette), 2 plain viridis. The marked pixel gets a
-// white outline. colormap.glsl and palette.glsl are prepended by render::FieldView; the same
-// mapping in C++ is render::field_render.
+// holds the field; negative = no value there (pending, checkerboard), <= -2 = not causal
+// (flat grey). Modes: 0 heat (viridis over the dimmed base image, more opaque as v grows;
+// 0 = none, the image shows), 1 colours (the base image as it is: categories coloured in C++,
+// render::CategoryPalette), 2 plain viridis. The marked pixel gets an outline. colormap.glsl
+// is prepended by render::FieldView; the same mapping in C++ is render::field_render.
 uniform sampler2D u_base;
 uniform sampler2D u_values;
 uniform ivec2 u_size;
@@ -16,10 +17,12 @@ void main() {
   float v = texelFetch(u_values, px, 0).r;
   vec3 base = texelFetch(u_base, px, 0).rgb;
   vec3 rgb;
-  if (v < 0.0) {
+  if (v <= -2.0) {
+    rgb = vec3(118.0, 118.0, 124.0) / 255.0;
+  } else if (v < 0.0) {
     rgb = ((px.x + px.y) & 1) == 1 ? vec3(0.16) : vec3(0.22);
   } else if (u_mode == 1) {
-    rgb = bucket_color(int(v + 0.5));
+    rgb = base;
   } else if (u_mode == 2) {
     rgb = viridis(v);
   } else {

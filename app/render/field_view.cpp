@@ -4,6 +4,7 @@
 
 #include <QMouseEvent>
 #include <QOpenGLShaderProgram>
+#include <QPainter>
 #include <QVector2D>
 #include <algorithm>
 #include <cmath>
@@ -29,9 +30,70 @@ FieldView::~FieldView() {
 }
 
 void FieldView::set_field(Field field) {
+  const bool resized = field.w != field_.w || field.h != field_.h;
   field_ = std::move(field);
   dirty_ = true;
   update();
+  if (resized) emit laid_out();
+}
+
+void FieldView::set_guides(FieldGuides guides) {
+  guides_ = std::move(guides);
+  emit laid_out();
+}
+
+void FieldView::resizeEvent(QResizeEvent* e) {
+  QOpenGLWidget::resizeEvent(e);
+  emit laid_out();
+}
+
+// ---- FieldFrame -----------------------------------------------------------------------------
+
+FieldFrame::FieldFrame(QWidget* parent) : QWidget(parent), view_(new FieldView(this)) {
+  setMinimumSize(220, 220);
+  connect(view_, &FieldView::laid_out, this, [this] {
+    place_view();
+    update();
+  });
+}
+
+void FieldFrame::place_view() {
+  const FieldGuides& g = view_->guides();
+  const int left = g.y.shown() ? kAxisLeftRoom : 0;
+  const int right = g.bar.shown ? kColorBarRoom : 0;
+  const int bottom = g.x.shown() ? kAxisBottomRoom : 0;
+  const QRect avail(left, 0, std::max(1, width() - left - right), std::max(1, height() - bottom));
+  // The view hugs its image (the same zoom rule as FieldView::image_rect), so the axes sit
+  // right beside the image, outside the GL widget.
+  QRect want = avail;
+  const Field& f = view_->field();
+  if (f.w > 0 && f.h > 0) {
+    const double aw = std::max(1, avail.width() - 2 * kMargin);
+    const double ah = std::max(1, avail.height() - 2 * kMargin);
+    double zoom = std::min(aw / f.w, ah / f.h);
+    if (zoom >= 1) zoom = std::floor(zoom);
+    const int w = static_cast<int>(std::ceil(f.w * zoom)) + 2 * kMargin;
+    const int h = static_cast<int>(std::ceil(f.h * zoom)) + 2 * kMargin;
+    want =
+        QRect(avail.left() + (avail.width() - w) / 2, avail.top() + (avail.height() - h) / 2, w, h);
+  }
+  if (view_->geometry() != want) view_->setGeometry(want);
+}
+
+void FieldFrame::resizeEvent(QResizeEvent*) {
+  place_view();
+}
+
+void FieldFrame::paintEvent(QPaintEvent*) {
+  QPainter p(this);
+  p.fillRect(rect(), QColor(28, 28, 31));
+  const QRectF r = view_->image_rect().translated(view_->pos());
+  if (r.isEmpty()) return;
+  const FieldGuides& g = view_->guides();
+  draw_axis_bottom(p, r, g.x);
+  draw_axis_left(p, r, g.y);
+  draw_color_bar(p, QRectF(view_->geometry().right() + 1, r.top(), kColorBarRoom, r.height()),
+                 g.bar);
 }
 
 void FieldView::set_marker(QPoint p) {
@@ -69,8 +131,7 @@ void FieldView::initializeGL() {
   initializeOpenGLFunctions();
   connect(context(), &QOpenGLContext::aboutToBeDestroyed, this, &FieldView::release_gl,
           Qt::DirectConnection);
-  program_ = gl_build_program({QStringLiteral("colormap.glsl"), QStringLiteral("palette.glsl"),
-                               QStringLiteral("heatmap.frag")},
+  program_ = gl_build_program({QStringLiteral("colormap.glsl"), QStringLiteral("heatmap.frag")},
                               "heatmap");
   gl_make_unit_quad(this, &vao_, &vbo_);
   for (GLuint* t : {&base_tex_, &values_tex_}) {

@@ -34,12 +34,34 @@ void Session::post_run_ended(RunState state) {
 
 uint64_t Session::inspect(InspectRequest request) {
   request.serial = ++inspect_serial_[static_cast<int>(request.kind)];
+  {
+    std::lock_guard<std::mutex> lock(live_mutex_);
+    live_requests_[static_cast<int>(request.kind)] = request;
+    live_waiting_ = true;
+  }
   QMetaObject::invokeMethod(worker_, [this, request] { do_inspect(request); });
   return request.serial;
 }
 
+void Session::serve_live_inspections() {
+  std::vector<InspectRequest> due;
+  {
+    std::lock_guard<std::mutex> lock(live_mutex_);
+    for (auto& r : live_requests_)
+      if (r) {
+        due.push_back(*r);
+        r.reset();
+      }
+    live_waiting_ = false;
+  }
+  for (const InspectRequest& r : due) do_inspect(r);
+}
+
 void Session::do_inspect(const InspectRequest& request) {
-  if (request.serial != inspect_serial_[static_cast<int>(request.kind)].load()) return;
+  const int kind = static_cast<int>(request.kind);
+  if (request.serial != inspect_serial_[kind].load()) return;
+  if (request.serial <= inspect_done_[kind]) return;  // answered already, during a run
+  inspect_done_[kind] = request.serial;
   if (!model_) return;
   auto result = inspect_compute(*model_, summary_, run_, request, &inspect_cancel_);
   QMetaObject::invokeMethod(
@@ -252,9 +274,14 @@ bool Session::do_sample(const SamplingParams& sampling, const CancelFlag* cancel
   req.length = keep_.empty() ? 0 : static_cast<int64_t>(keep_.size());
   req.sampling = sampling;
   req.cancel = cancel;
+  Clock::time_point last_live = start;
   req.on_token = [&](int64_t pos, uint8_t token, const float* logits) {
     store.write(pos, token, logits);
     const Clock::time_point now = Clock::now();
+    if (live_waiting_.load(std::memory_order_relaxed) && now - last_live >= kLiveInspectInterval) {
+      serve_live_inspections();
+      last_live = Clock::now();
+    }
     if (now - last >= kPublishInterval) {
       last = now;
       double per_s, eta;

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "attnscope/cuda.h"
@@ -25,6 +26,7 @@ class Session : public QObject {
  public:
   // Publishes at most this often while generating, plus once when a run ends.
   static constexpr std::chrono::milliseconds kPublishInterval{16};
+  static constexpr std::chrono::milliseconds kLiveInspectInterval{500};
 
   explicit Session(QObject* parent = nullptr);
   ~Session() override;
@@ -52,8 +54,10 @@ class Session : public QObject {
   void generate(const attnscope::SamplingParams& sampling, int samples = 1);
   // Asks the run under way to stop; the engine sees it before the next token.
   void stop();
-  // Queues an inspection for the view tabs (after any run under way); a newer request of the
-  // same kind drops an older one still waiting. Ends in inspected().
+  // Queues an inspection for the view tabs; a newer request of the same kind drops an older
+  // one still waiting. A run under way answers it between two tokens (at most one inspection
+  // per kLiveInspectInterval, so a view can follow the run: the LSH buckets do); otherwise it
+  // runs after the run. Ends in inspected().
   // Returns the request's serial, which its InspectResult carries.
   uint64_t inspect(InspectRequest request);
 
@@ -103,6 +107,8 @@ class Session : public QObject {
   void post_failed(const QString& what, const QString& message);
   void post_run_ended(RunState state);
   void do_inspect(const InspectRequest& request);
+  // On the worker during a run: answers the inspections asked for since the last tokens.
+  void serve_live_inspections();
   void do_knobs(const Knobs& knobs);
   void do_open_compare(const QString& path);
   void do_score_truth(std::shared_ptr<attnscope::CancelFlag> cancel);
@@ -151,6 +157,14 @@ class Session : public QObject {
   // The latest inspect() serial of each kind: written on the GUI thread, read by the worker.
   std::atomic<uint64_t> inspect_serial_[static_cast<int>(InspectKind::kCount)]{};
   std::atomic<bool> inspect_cancel_{false};
+  // The latest request of each kind, for a run to answer between tokens (live_mutex_ guards
+  // live_requests_; live_waiting_ says one is there without locking).
+  std::mutex live_mutex_;
+  std::optional<InspectRequest> live_requests_[static_cast<int>(InspectKind::kCount)];
+  std::atomic<bool> live_waiting_{false};
+  // Worker only: the newest serial of each kind answered (the queued copy of a request served
+  // during a run is then skipped).
+  uint64_t inspect_done_[static_cast<int>(InspectKind::kCount)]{};
 
   // Locking rule: mutex_ guards current_ and nothing else. The worker swaps in a new
   // shared_ptr under it; readers copy the shared_ptr under it and read the Snapshot after

@@ -46,7 +46,8 @@ AttentionView::AttentionView(session::Session* s, QWidget* parent)
   info_->setWordWrap(true);
   info_->setMinimumHeight(info_->fontMetrics().lineSpacing() * 3);
   info_->setTextInteractionFlags(Qt::TextSelectableByMouse);
-  field_ = new render::FieldView(this);
+  frame_ = new render::FieldFrame(this);
+  field_ = frame_->view();
   for (QComboBox* box : {head_, channel_}) box->setSizeAdjustPolicy(QComboBox::AdjustToContents);
   auto* controls = new QHBoxLayout;
   controls->addWidget(new QLabel(tr("Layer"), this));
@@ -59,7 +60,7 @@ AttentionView::AttentionView(session::Session* s, QWidget* parent)
   auto* layout = new QVBoxLayout(this);
   layout->addLayout(controls);
   layout->addWidget(info_);
-  layout->addWidget(field_, 1);
+  layout->addWidget(frame_, 1);
   connect(layer_, &QSpinBox::valueChanged, this, [this] { set_query(query_); });
   connect(head_, &QComboBox::currentIndexChanged, this, [this] { redraw(); });
   connect(field_, &render::FieldView::hovered, this, [this](QPoint px) {
@@ -153,6 +154,20 @@ void AttentionView::redraw() {
                                  : 1.0f;
   }
   field_->set_field(std::move(f));
+  render::FieldGuides g;
+  if (r.model->config.modality.kind == attnscope::ModalityKind::kImage) {
+    g.x = {tr("pixel x"), 0, static_cast<double>(map.w)};
+    g.y = {tr("pixel y"), 0, static_cast<double>(map.h)};
+  }
+  g.bar.shown = hi > 0;
+  g.bar.label = tr("attention weight per pixel (share of the query's attention)");
+  g.bar.lo = lo;
+  g.bar.hi = hi > lo ? hi : lo + 1e-6;
+  g.bar.v_lo = 1e-3f;
+  g.bar.v_hi = 1.0f;
+  g.bar.swatches = {{QColor(40, 40, 44), tr("image dimmed: no weight (not attended)")},
+                    {QColor(56, 56, 56), tr("checkered: not generated yet")}};
+  field_->set_guides(std::move(g));
   const QPoint q = map.pixel(r.request.query);
   field_->set_marker(q);
   const int layer = r.request.layer;
@@ -166,8 +181,8 @@ void AttentionView::redraw() {
     channel_->setCurrentIndex(ch);
   }
   info_->setText(tr("Query: position %1 (pixel %2, %3, channel %4)%5 · layer %6: %7 · keys: %8 "
-                    "(%9 keys%10)\ncolour: weight per pixel from %11 (purple) to %12 (yellow); "
-                    "untinted pixels get none")
+                    "(%9 keys%10)\ncolour: weight per pixel from %11 (purple) to %12 (yellow), "
+                    "bar on the right; untinted pixels get none")
                      .arg(r.request.query)
                      .arg(q.x())
                      .arg(q.y())

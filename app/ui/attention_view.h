@@ -42,6 +42,7 @@ class AttentionView : public InspectView {
   QComboBox* head_;
   QComboBox* channel_;
   QLabel* info_;
+  render::FieldFrame* frame_;
   render::FieldView* field_;
   int64_t query_ = -1;
   bool pinned_ = false;

@@ -32,7 +32,15 @@ void InspectView::request(session::InspectRequest r) {
 void InspectView::on_published() {
   if (!isVisible()) return;
   const auto s = session_->snapshot();
-  if (!s->model || s->state == RunState::kRunning) return;
+  if (!s->model) return;
+  if (s->state == RunState::kRunning) {
+    // A following view asks again once its last answer is in and the interval has passed.
+    const auto now = std::chrono::steady_clock::now();
+    if (!follows_run() || pending() || now - last_live_ < session::Session::kLiveInspectInterval ||
+        !s->run || s->run->known(s->filled) < 1)
+      return;
+    last_live_ = now;
+  }
   if (shown_ && shown_->model == s->model && shown_->run == s->run && shown_->filled == s->filled)
     return;
   shown_ = s;

@@ -6,6 +6,7 @@
 #include <QImage>
 #include <QStringList>
 #include <QWidget>
+#include <chrono>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -32,6 +33,9 @@ class InspectView : public QWidget {
  protected:
   // Asks again for the current snapshot (the run settled, the model changed, a control moved).
   virtual void reload() = 0;
+  // True for a view that follows a run under way (asks again at most every
+  // Session::kLiveInspectInterval while tokens come); the others wait for the run to settle.
+  virtual bool follows_run() const { return false; }
   virtual void show_result(const session::InspectResult& r) = 0;
   void request(session::InspectRequest r);
   void showEvent(QShowEvent* e) override;
@@ -46,6 +50,7 @@ class InspectView : public QWidget {
   void on_published();
   session::InspectKind kind_;
   uint64_t waiting_ = 0;
+  std::chrono::steady_clock::time_point last_live_{};
   std::shared_ptr<const session::Snapshot> shown_;
 };
 

@@ -1,5 +1,5 @@
-// LSH view: buckets through the palette shader, the sorted strip painted with the same
-// palette in C++ (render::bucket_color), kept mass per head and mean.
+// LSH view: buckets coloured in C++ by render::CategoryPalette (the field shows those colours;
+// the sorted strip and the legend use the same palette), kept mass per head and mean.
 #include "lsh_view.h"
 
 #include <QComboBox>
@@ -23,7 +23,14 @@ LshView::LshView(session::Session* s, QWidget* parent)
   message_->setWordWrap(true);
   kept_ = new QLabel(this);
   kept_->setWordWrap(true);
-  field_ = new render::FieldView(this);
+  legend_ = new QLabel(this);
+  legend_->setObjectName(QStringLiteral("lsh-legend"));
+  legend_->setWordWrap(true);
+  legend_->setTextFormat(Qt::RichText);
+  hover_ = new QLabel(tr("Hover a pixel to read its bucket."), this);
+  hover_->setObjectName(QStringLiteral("lsh-hover"));
+  frame_ = new render::FieldFrame(this);
+  field_ = frame_->view();
   head_->setSizeAdjustPolicy(QComboBox::AdjustToContents);
   strip_ = new QLabel(this);
   strip_->setMinimumHeight(56);
@@ -42,7 +49,9 @@ LshView::LshView(session::Session* s, QWidget* parent)
   inner->setContentsMargins(0, 0, 0, 0);
   inner->addLayout(controls);
   inner->addWidget(kept_);
-  inner->addWidget(field_, 1);
+  inner->addWidget(legend_);
+  inner->addWidget(frame_, 1);
+  inner->addWidget(hover_);
   // Wrapped, so that the legend never sets the window's minimum width.
   auto* order_legend = new QLabel(tr("Sorted order (by bucket, then position); white ticks: chunk "
                                      "boundaries, each chunk attends to itself and the one before"),
@@ -61,6 +70,39 @@ LshView::LshView(session::Session* s, QWidget* parent)
   });
   connect(head_, &QComboBox::currentIndexChanged, this, [this] { redraw(); });
   connect(round_, &QSpinBox::valueChanged, this, [this] { redraw(); });
+  connect(field_, &render::FieldView::hovered, this,
+          [this](QPoint px) { hover_->setText(pixel_text(px)); });
+}
+
+QString LshView::pixel_text(QPoint px) const {
+  if (!result_ || !result_->model || !result_->error.empty()) return {};
+  const attnscope::LshInspect& l = result_->lsh;
+  const int head = std::max(0, head_->currentIndex());
+  const int round = std::min(round_->value(), l.n_hashes - 1);
+  if (head >= l.heads || round < 0) return {};
+  const PixelMap map = pixel_map(result_->model->config.modality);
+  const int64_t pos = map.position(px, 0);
+  if (pos < 0 || pos >= l.n) return tr("pixel (%1, %2): not generated yet").arg(px.x()).arg(px.y());
+  const size_t base = (static_cast<size_t>(head) * l.n_hashes + round) * static_cast<size_t>(l.n);
+  const int b = l.buckets[base + static_cast<size_t>(pos)];
+  int64_t slot = 0, same = 0;
+  for (int64_t t = 0; t < l.n; ++t) {
+    if (l.order[base + static_cast<size_t>(t)] == pos) slot = t;
+    if (l.buckets[base + static_cast<size_t>(t)] == b) ++same;
+  }
+  const int rank = palette_.rank(b);
+  return tr("pixel (%1, %2) · position %3 · bucket %4 (%5 positions, %6%, rank %7 of %8 used) · "
+            "sorted slot %9, chunk %10")
+      .arg(px.x())
+      .arg(px.y())
+      .arg(pos)
+      .arg(b)
+      .arg(same)
+      .arg(100.0 * static_cast<double>(same) / static_cast<double>(l.n), 0, 'f', 1)
+      .arg(rank + 1)
+      .arg(palette_.ranked().size())
+      .arg(slot)
+      .arg(slot / std::max(1, l.chunk));
 }
 
 void LshView::reload() {
@@ -107,15 +149,70 @@ void LshView::redraw() {
   if (head >= l.heads || round < 0) return;
   const size_t base = (static_cast<size_t>(head) * l.n_hashes + round) * static_cast<size_t>(l.n);
   const PixelMap map = pixel_map(r.model->config.modality);
+  // The palette: the 20 most used buckets of this head and round (over all n positions) in
+  // colours told apart, the rest grey.
+  std::vector<int64_t> counts(static_cast<size_t>(std::max(1, l.n_buckets)), 0);
+  for (int64_t t = 0; t < l.n; ++t) {
+    const int b = l.buckets[base + static_cast<size_t>(t)];
+    if (b >= 0 && b < static_cast<int>(counts.size())) ++counts[static_cast<size_t>(b)];
+  }
+  palette_ = render::CategoryPalette(counts);
   render::Field f;
   f.w = map.w;
   f.h = map.h;
-  f.mode = render::FieldMode::kBuckets;
+  f.mode = render::FieldMode::kColors;
+  f.base = QImage(map.w, map.h, QImage::Format_RGB888);
+  f.base.fill(Qt::black);
   f.values.assign(static_cast<size_t>(map.w) * map.h, -1.0f);
   for (int64_t i = 0; i < static_cast<int64_t>(f.values.size()); ++i)
-    if (i * map.channels < l.n)
-      f.values[static_cast<size_t>(i)] = static_cast<float>(l.buckets[base + i * map.channels]);
+    if (i * map.channels < l.n) {
+      const int b = l.buckets[base + static_cast<size_t>(i * map.channels)];
+      f.values[static_cast<size_t>(i)] = static_cast<float>(b);
+      const render::Rgb8 c = palette_.color(b);
+      f.base.setPixelColor(static_cast<int>(i % map.w), static_cast<int>(i / map.w),
+                           QColor(c.r, c.g, c.b));
+    }
   field_->set_field(std::move(f));
+  render::FieldGuides g;
+  if (r.model->config.modality.kind == attnscope::ModalityKind::kImage) {
+    g.x = {tr("pixel x"), 0, static_cast<double>(map.w)};
+    g.y = {tr("pixel y"), 0, static_cast<double>(map.h)};
+  }
+  field_->set_guides(std::move(g));
+
+  // The legend: the coloured buckets with their share of the positions, then the grey rest.
+  QString legend = tr("Buckets, most used first: ");
+  int64_t other = 0;
+  int other_buckets = 0;
+  for (int k = 0; k < static_cast<int>(palette_.ranked().size()); ++k) {
+    const int b = palette_.ranked()[static_cast<size_t>(k)];
+    const int64_t c = counts[static_cast<size_t>(b)];
+    if (k >= render::kDistinctColors) {
+      other += c;
+      ++other_buckets;
+      continue;
+    }
+    const render::Rgb8 col = palette_.color(b);
+    legend += QStringLiteral(
+                  "<span style=\"background-color:%1\">&nbsp;&nbsp;&nbsp;</span>"
+                  "&nbsp;%2&nbsp;%3%&nbsp;&nbsp; ")
+                  .arg(QColor(col.r, col.g, col.b).name())
+                  .arg(b)
+                  .arg(100.0 * static_cast<double>(c) / static_cast<double>(l.n), 0, 'f', 1);
+  }
+  if (other_buckets > 0) {
+    const render::Rgb8 col = render::kOtherCategoryColor;
+    legend += tr("<span style=\"background-color:%1\">&nbsp;&nbsp;&nbsp;</span>&nbsp;%2 other "
+                 "buckets %3% (grey; hover for the id)")
+                  .arg(QColor(col.r, col.g, col.b).name())
+                  .arg(other_buckets)
+                  .arg(100.0 * static_cast<double>(other) / static_cast<double>(l.n), 0, 'f', 1);
+  }
+  if (r.run && r.n < r.run->length())
+    legend += tr(" · on the first %1 of %2 positions (generation under way or stopped)")
+                  .arg(r.n)
+                  .arg(r.run->length());
+  legend_->setText(legend);
 
   QString kept = tr("Dense attention mass kept by LSH (all rounds): ");
   double mean = 0;
@@ -140,7 +237,7 @@ void LshView::redraw() {
   for (int x = 0; x < sw; ++x) {
     const int64_t slot = static_cast<int64_t>(x) * l.n / sw;
     const int pos = l.order[base + static_cast<size_t>(slot)];
-    const render::Rgb8 c = render::bucket_color(l.buckets[base + static_cast<size_t>(pos)]);
+    const render::Rgb8 c = palette_.color(l.buckets[base + static_cast<size_t>(pos)]);
     p.setPen(QColor(c.r, c.g, c.b));
     p.drawLine(x, 8, x, sh - 1);
   }

@@ -23,6 +23,9 @@ class PatternView : public InspectView {
 
   render::FieldView* field_view() const { return field_; }
   QLabel* density_label() const { return density_; }
+  QLabel* hover_label() const { return hover_; }
+  // "queries 1024-1035 x keys 0-11: 8.3% of the cell's causal pairs attended" for a grid cell.
+  QString cell_text(QPoint cell) const;
   void set_layer(int layer);
   void set_head(int head);
   QString export_name() const override;
@@ -38,6 +41,8 @@ class PatternView : public InspectView {
   QComboBox* head_;
   QLabel* density_;
   QLabel* axes_;
+  QLabel* hover_;
+  render::FieldFrame* frame_;
   render::FieldView* field_;
 };
 

@@ -148,12 +148,22 @@ void fill_pattern(int64_t rows, int64_t cols, int64_t offset, int grid, int64_t 
     }
   }
   out->grid = g;
+  out->rows = rows;
+  out->cols = cols;
+  out->row_first = 0;
   out->cells.assign(allowed.size(), 0.0f);
   out->cells_any.assign(allowed.size(), 0.0f);
-  for (size_t c = 0; c < allowed.size(); ++c) {
-    out->cells[c] = causal[c] > 0 ? static_cast<float>(allowed[c] / causal[c]) : 0.0f;
-    out->cells_any[c] = any[c] ? 1.0f : 0.0f;
-  }
+  out->cells_causal.assign(allowed.size(), 0.0f);
+  for (int a = 0; a < g; ++a)
+    for (int b = 0; b < g; ++b) {
+      const size_t c = static_cast<size_t>(a) * g + b;
+      const double pairs_in_cell = static_cast<double>((a + 1) * rows / g - a * rows / g) *
+                                   static_cast<double>((b + 1) * cols / g - b * cols / g);
+      out->cells[c] = causal[c] > 0 ? static_cast<float>(allowed[c] / causal[c]) : 0.0f;
+      out->cells_any[c] = any[c] ? 1.0f : 0.0f;
+      out->cells_causal[c] =
+          pairs_in_cell > 0 ? static_cast<float>(causal[c] / pairs_in_cell) : 0.0f;
+    }
   const double n = static_cast<double>(total_n);
   out->density = pairs / (n * (n + 1) / 2);
   out->flops_saved = 1.0 - out->density;
@@ -372,10 +382,12 @@ Status inspect_pattern(const ModelConfig& in, int layer, int head, int64_t n, in
           " (positions " + std::to_string(first) + ".." + std::to_string(n - 1) + ")";
       if (layer == 0) {
         fill_pattern(rows, n, first, grid, n, all, out);
+        out->row_first = first;
         out->rows_label = "latent" + span;
         out->cols_label = "input position";
       } else {
         fill_pattern(rows, rows, 0, grid, n, all, out);
+        out->row_first = first;
         out->rows_label = "latent query" + span;
         out->cols_label = "latent key" + span;
       }

@@ -37,6 +37,8 @@
 #include "model_files.h"
 #include "render/canvas.h"
 #include "render/colormap.h"
+#include "render/field_view.h"
+#include "render/guides.h"
 #include "render/palette.h"
 #include "ui/attention_view.h"
 #include "ui/audio_view.h"
@@ -539,6 +541,82 @@ class TestGui : public QObject {
     PatternImage p;
     QVERIFY(inspect_pattern(cfg, 0, 0, cfg.seq_len(), 256, &p));
     QCOMPARE(v->density_label()->text(), ui::pattern_density_text(p.density));
+    // Future cells are drawn apart from pruned ones: the top-right cell (first queries, last
+    // keys) is not causal, flat grey; the bottom-left (last queries, first keys) fully attended.
+    const render::FieldView* fv = v->field_view();
+    const int g = p.grid;
+    QCOMPARE(fv->field().values[static_cast<size_t>(g - 1)], render::kFieldFuture);
+    const QImage frame = const_cast<render::FieldView*>(fv)->grabFramebuffer();
+    auto near = [&](QPoint cell, render::Rgb8 want) {
+      const QPointF c = fv->pixel_rect(cell.x(), cell.y()).center();
+      const QColor got = frame.pixelColor(static_cast<int>(c.x()), static_cast<int>(c.y()));
+      return std::abs(got.red() - want.r) <= 2 && std::abs(got.green() - want.g) <= 2 &&
+             std::abs(got.blue() - want.b) <= 2;
+    };
+    QVERIFY(near({g - 1, 0}, render::kFutureColor));
+    QVERIFY(near({0, g - 1}, render::viridis(1.0)));
+    QVERIFY(v->cell_text({g - 1, 0}).contains(QStringLiteral("future")));
+    QVERIFY2(v->cell_text({0, g - 1}).contains(QStringLiteral("100.0% of the cell's causal")),
+             qPrintable(v->cell_text({0, g - 1})));
+    // The axes span the positions, and the colour bar explains the cells.
+    QCOMPARE(fv->guides().x.hi, static_cast<double>(cfg.seq_len()));
+    QCOMPARE(fv->guides().y.hi, static_cast<double>(cfg.seq_len()));
+    QVERIFY(fv->guides().bar.shown);
+    QCOMPARE(fv->guides().bar.swatches.size(), size_t{2});
+  }
+
+  // The 20 bucket colours stay apart: every pair at least 20 apart in CIELAB (CIE76), and
+  // from the grey of the other buckets and the view's dark background.
+  void bucket_colours_are_told_apart() {
+    auto lab = [](render::Rgb8 c) {
+      auto lin = [](double v) {
+        v /= 255.0;
+        return v <= 0.04045 ? v / 12.92 : std::pow((v + 0.055) / 1.055, 2.4);
+      };
+      const double r = lin(c.r), g = lin(c.g), b = lin(c.b);
+      const double x = (0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047;
+      const double y = 0.2126 * r + 0.7152 * g + 0.0722 * b;
+      const double z = (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883;
+      auto f = [](double t) { return t > 0.008856 ? std::cbrt(t) : 7.787 * t + 16.0 / 116; };
+      return std::array<double, 3>{116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))};
+    };
+    auto dist = [&](render::Rgb8 a, render::Rgb8 b) {
+      const auto p = lab(a), q = lab(b);
+      return std::sqrt((p[0] - q[0]) * (p[0] - q[0]) + (p[1] - q[1]) * (p[1] - q[1]) +
+                       (p[2] - q[2]) * (p[2] - q[2]));
+    };
+    std::vector<render::Rgb8> all;
+    for (int k = 0; k < render::kDistinctColors; ++k) all.push_back(render::distinct_color(k));
+    all.push_back(render::kOtherCategoryColor);
+    all.push_back({28, 28, 31});  // the FieldView background
+    double worst = 1e9;
+    for (size_t i = 0; i < all.size(); ++i)
+      for (size_t j = i + 1; j < all.size(); ++j) worst = std::min(worst, dist(all[i], all[j]));
+    QVERIFY2(worst >= 20, qPrintable(QStringLiteral("closest pair %1 apart").arg(worst)));
+    // Ranked by count, ties by id; absent buckets rank -1.
+    const render::CategoryPalette pal({5, 0, 9, 5});
+    QCOMPARE(pal.rank(2), 0);
+    QCOMPARE(pal.rank(0), 1);
+    QCOMPARE(pal.rank(3), 2);
+    QCOMPARE(pal.rank(1), -1);
+  }
+
+  // Ticks fall on 1, 2, 5 x 10^k steps inside the range and never exceed the count asked for.
+  void axis_ticks_are_round_numbers() {
+    double step = 0;
+    QCOMPARE(render::nice_ticks(0, 3072, 8, &step),
+             (std::vector<double>{0, 500, 1000, 1500, 2000, 2500, 3000}));
+    QCOMPARE(step, 500.0);
+    QCOMPARE(render::nice_ticks(0, 2.0, 5, &step), (std::vector<double>{0, 0.5, 1.0, 1.5, 2.0}));
+    QCOMPARE(render::tick_label(0.5, step), QStringLiteral("0.5"));
+    QCOMPARE(render::nice_ticks(56, 96, 5, &step), (std::vector<double>{60, 70, 80, 90}));
+    for (int n = 2; n <= 12; ++n)
+      for (double hi : {1.0, 7.0, 32.0, 1e-3, 8000.0, 16384.0}) {
+        const auto t = render::nice_ticks(0, hi, n, &step);
+        QVERIFY(t.size() >= 2 && static_cast<int>(t.size()) <= n);
+        QVERIFY(t.front() >= 0 && t.back() <= hi * (1 + 1e-9));
+      }
+    QVERIFY(render::nice_ticks(1, 1, 5).empty());
   }
 
   void lsh_view_explains_itself_on_a_dense_model() {
@@ -742,14 +820,70 @@ class TestGui : public QObject {
       QCOMPARE(v->field_view()->field().values[static_cast<size_t>(i)], float(b));
       const QPointF c = v->field_view()->pixel_rect(i % 8, i / 8).center();
       const QColor got = frame.pixelColor(static_cast<int>(c.x()), static_cast<int>(c.y()));
-      const render::Rgb8 want = render::bucket_color(b);
+      const render::Rgb8 want = v->palette().color(b);
       QVERIFY2(std::abs(got.red() - want.r) <= 2 && std::abs(got.green() - want.g) <= 2 &&
                    std::abs(got.blue() - want.b) <= 2,
                qPrintable(QStringLiteral("pixel %1: %2, bucket %3").arg(i).arg(got.name()).arg(b)));
     }
     QVERIFY(buckets.size() > 1);
+    // The most used bucket of head 0, round 0 gets the first distinct colour, and hovering a
+    // pixel names its bucket.
+    std::vector<int64_t> counts(static_cast<size_t>(l.n_buckets), 0);
+    for (int64_t t = 0; t < l.n; ++t)
+      ++counts[static_cast<size_t>(l.buckets[static_cast<size_t>(t)])];
+    const int top =
+        static_cast<int>(std::max_element(counts.begin(), counts.end()) - counts.begin());
+    QCOMPARE(v->palette().rank(top), 0);
+    QVERIFY(v->legend()->text().contains(QStringLiteral("&nbsp;%1&nbsp;").arg(top)));
+    const QString hover = v->pixel_text(QPoint(0, 0));
+    QVERIFY2(hover.contains(QStringLiteral("bucket %1 ").arg(l.buckets[0])), qPrintable(hover));
     QCOMPARE(static_cast<int>(l.kept_mass.size()), 4);
     for (double k : l.kept_mass) QVERIFY(k > 0 && k <= 1.0 + 1e-9);
+  }
+
+  // The LSH view follows a run under way: answers computed on a part of the image arrive
+  // before the run ends, each on more positions than the last; after Stop it shows what was
+  // generated. A model of the bundled size (4 blocks, width 128), so the run lasts seconds.
+  void lsh_view_follows_generation() {
+    const QString path = write_test_model(dir_, QStringLiteral("lsh-live.safetensors"),
+                                          Family::kReformer, "image:32x32x3", 4, 128, 5);
+    QVERIFY(!path.isEmpty());
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(path);
+    QVERIFY(loaded.wait(10000));
+    QVERIFY(window_->show_view(QStringLiteral("lsh")));
+    auto* v = static_cast<ui::LshView*>(window_->inspect_view(QStringLiteral("lsh")));
+    QTRY_VERIFY(window_->sampling_panel()->generate_button()->isEnabled());
+    std::vector<int64_t> live;  // n of each answer that came while the run went on
+    QMetaObject::Connection c =
+        connect(window_->session(), &session::Session::inspected, this,
+                [&](std::shared_ptr<const session::InspectResult> r) {
+                  if (r->request.kind == session::InspectKind::kLsh && r->error.empty() && r->run &&
+                      r->n < r->run->length() &&
+                      window_->session()->snapshot()->state == session::RunState::kRunning)
+                    live.push_back(r->n);
+                });
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    window_->generate();
+    // The first answers may all read the prompt's length: the model reads the prompt in
+    // before it writes the first new token.
+    QTRY_VERIFY_WITH_TIMEOUT((live.size() >= 3 && live.back() > live.front()) || !ended.isEmpty(),
+                             120000);
+    if (ended.isEmpty())
+      QTest::mouseClick(window_->sampling_panel()->stop_button(), Qt::LeftButton);
+    QVERIFY(!ended.isEmpty() || ended.wait(10000));
+    disconnect(c);
+    QVERIFY2(live.size() >= 3, qPrintable(QStringLiteral("%1 live answers").arg(live.size())));
+    QString seen;
+    for (int64_t n : live) seen += QString::number(n) + QLatin1Char(' ');
+    QVERIFY2(std::is_sorted(live.begin(), live.end()) && live.front() < live.back(),
+             qPrintable(seen));
+    QCOMPARE(ended.takeFirst().at(0).value<session::RunState>(), session::RunState::kStopped);
+    // After Stop the view shows every position generated, and says it is a part.
+    const int64_t filled = window_->session()->snapshot()->filled;
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && v->result()->n == filled && !window_->views_pending(),
+                             30000);
+    QVERIFY(v->legend()->text().contains(QStringLiteral("on the first %1 of 3072").arg(filled)));
   }
 
   void memory_export_writes_png_and_csv() {

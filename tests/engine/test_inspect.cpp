@@ -128,7 +128,8 @@ std::vector<std::set<int64_t>> lsh_keys(const LshInspect& li, int head) {
 // Brute-force cells of a square n x n mask (rows = queries, causal columns).
 template <typename Allowed>
 void brute_pattern(int64_t n, int grid, const Allowed& allowed, std::vector<float>* cells,
-                   std::vector<float>* any, double* density) {
+                   std::vector<float>* any, double* density,
+                   std::vector<float>* causal_share = nullptr) {
   const int g = static_cast<int>(std::min<int64_t>(grid, n));
   std::vector<double> a(static_cast<size_t>(g * g)), c(a.size());
   double pairs = 0.0;
@@ -151,6 +152,15 @@ void brute_pattern(int64_t n, int grid, const Allowed& allowed, std::vector<floa
     (*any)[e] = a[e] > 0 ? 1.0f : 0.0f;
   }
   *density = pairs / (n * (n + 1) / 2.0);
+  if (causal_share) {  // causal pairs over all pairs of the cell: 0 = wholly in the future
+    causal_share->assign(a.size(), 0.0f);
+    for (int r = 0; r < g; ++r)
+      for (int k = 0; k < g; ++k) {
+        const double all = static_cast<double>((r + 1) * n / g - r * n / g) *
+                           static_cast<double>((k + 1) * n / g - k * n / g);
+        (*causal_share)[static_cast<size_t>(r * g + k)] = static_cast<float>(c[r * g + k] / all);
+      }
+  }
 }
 
 }  // namespace
@@ -344,15 +354,20 @@ class TestInspect : public QObject {
               PatternImage p;
               QVERIFY(inspect_pattern(c, layer, head, n, grid, &p).is_ok());
               const SparseSet set = attn_sparse_set(c.sparse, layer, head, c.heads);
-              std::vector<float> cells, any;
+              std::vector<float> cells, any, causal;
               double density;
               brute_pattern(
                   n, grid,
                   [&](int64_t i, int64_t j) { return attn_sparse_allowed(c.sparse, set, i, j); },
-                  &cells, &any, &density);
+                  &cells, &any, &density, &causal);
               QCOMPARE(p.cells_any, any);
-              for (size_t e = 0; e < cells.size(); ++e)
+              for (size_t e = 0; e < cells.size(); ++e) {
                 QVERIFY(std::abs(p.cells[e] - cells[e]) < 1e-6f);
+                QVERIFY(std::abs(p.cells_causal[e] - causal[e]) < 1e-6f);
+              }
+              QCOMPARE(p.rows, n);
+              QCOMPARE(p.cols, n);
+              QCOMPARE(p.row_first, int64_t{0});
               QVERIFY(std::abs(p.density - density) < 1e-12);
             }
     // Strided A1 with l = 16 at n = 96: sum over i of min(i + 1, 16) pairs.
@@ -398,6 +413,16 @@ class TestInspect : public QObject {
     QCOMPARE(p.grid, 16);
     QVERIFY(p.rows_label.find("latent") == 0);
     QCOMPARE(p.cols_label, std::string("input position"));
+    // The axes: 40 latent rows standing for positions kN - 40 .. kN - 1, kN input columns;
+    // the first cell is wholly causal; the first row's last cell (latents at 56, 57; inputs
+    // 90..95) wholly in the future, which a view must draw apart from pruned pairs; the last
+    // row's last cell (latents 93..95) in part.
+    QCOMPARE(p.rows, int64_t{40});
+    QCOMPARE(p.row_first, kN - 40);
+    QCOMPARE(p.cols, kN);
+    QCOMPARE(p.cells_causal[0], 1.0f);
+    QCOMPARE(p.cells_causal[15], 0.0f);
+    QVERIFY(p.cells_causal[15 * 16 + 15] > 0.0f && p.cells_causal[15 * 16 + 15] < 1.0f);
     // Latent 0 (position 56) sees inputs 0..56: columns cells 0..9 of 16 (cell 9 = 54..59 in
     // part), none past.
     QCOMPARE(p.cells[0], 1.0f);

@@ -71,6 +71,13 @@ struct PatternImage {
   // (grid, grid): 1 where the cell holds any allowed pair, else 0. Max-pooled, so that one
   // strided column in a cell of 64 x 64 pairs stays visible where `cells` reads 1/64.
   std::vector<float> cells_any;
+  // (grid, grid): causal pairs in the cell / all pairs in the cell. 0 = the cell lies wholly in
+  // the future (no query of it may see any key of it), so a view can tell "not causal" from
+  // "causal but pruned by the pattern" (cells = 0 there too).
+  std::vector<float> cells_causal;
+  // The axes: rows stand for `rows` queries, the first at position `row_first` of its axis (a
+  // Perceiver AR latent block starts at n - latents), columns for `cols` keys from 0.
+  int64_t rows = 0, cols = 0, row_first = 0;
   // Allowed pairs / (n (n + 1) / 2): the share of a dense causal layer over all n positions
   // that this layer evaluates (Perceiver AR and Hourglass layers count their own pairs).
   double density = 0.0;
