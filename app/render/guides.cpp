@@ -75,7 +75,7 @@ void draw_axis_left(QPainter& p, const QRectF& plot, const AxisSpec& a) {
   p.setFont(small_font(p));
   const QFontMetrics fm(p.font());
   double step = 1;
-  const int room = std::max(2, static_cast<int>(plot.height() / (fm.height() * 2.5)));
+  const int room = std::max(2, static_cast<int>(plot.height() / (fm.height() * 4.0)));
   const auto ticks = nice_ticks(std::min(a.lo, a.hi), std::max(a.lo, a.hi), room, &step);
   p.setPen(kTick);
   p.drawLine(QPointF(plot.left() - 0.5, plot.top()), QPointF(plot.left() - 0.5, plot.bottom()));

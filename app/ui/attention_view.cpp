@@ -6,17 +6,20 @@
 #include <QLabel>
 #include <QSignalBlocker>
 #include <QSpinBox>
+#include <QStackedWidget>
 #include <QVBoxLayout>
 #include <algorithm>
 #include <cmath>
+
+#include "attention_track.h"
+#include "attnscope/audio.h"
 
 namespace ui {
 
 using attnscope::Family;
 
-std::vector<float> attention_heat(const attnscope::AttnRow& r, int head, const PixelMap& map) {
-  std::vector<float> heat(static_cast<size_t>(map.w) * static_cast<size_t>(map.h), 0.0f);
-  const int64_t npos = static_cast<int64_t>(map.w) * map.h * map.channels;
+std::vector<double> attention_per_position(const attnscope::AttnRow& r, int head, int64_t npos) {
+  std::vector<double> out(static_cast<size_t>(std::max<int64_t>(0, npos)), 0.0);
   for (int64_t j = 0; j < r.keys; ++j) {
     double w = 0;
     for (int h = 0; h < r.heads; ++h)
@@ -28,10 +31,20 @@ std::vector<float> attention_heat(const attnscope::AttnRow& r, int head, const P
     const int64_t hi = std::min(npos - 1, r.key_offset + (j + 1) * r.key_stride - 1);
     if (hi < lo) continue;
     const double share = w / static_cast<double>(hi - lo + 1);
-    for (int64_t p = lo; p <= hi; ++p) {
-      const QPoint px = map.pixel(p);
-      heat[static_cast<size_t>(px.y()) * map.w + px.x()] += static_cast<float>(share);
-    }
+    for (int64_t p = lo; p <= hi; ++p) out[static_cast<size_t>(p)] += share;
+  }
+  return out;
+}
+
+std::vector<float> attention_heat(const attnscope::AttnRow& r, int head, const PixelMap& map) {
+  std::vector<float> heat(static_cast<size_t>(map.w) * static_cast<size_t>(map.h), 0.0f);
+  const int64_t npos = static_cast<int64_t>(map.w) * map.h * map.channels;
+  const std::vector<double> per = attention_per_position(r, head, npos);
+  for (int64_t p = 0; p < npos; ++p) {
+    if (per[static_cast<size_t>(p)] == 0) continue;
+    const QPoint px = map.pixel(p);
+    heat[static_cast<size_t>(px.y()) * map.w + px.x()] +=
+        static_cast<float>(per[static_cast<size_t>(p)]);
   }
   return heat;
 }
@@ -48,25 +61,40 @@ AttentionView::AttentionView(session::Session* s, QWidget* parent)
   info_->setTextInteractionFlags(Qt::TextSelectableByMouse);
   frame_ = new render::FieldFrame(this);
   field_ = frame_->view();
+  track_ = new AttentionTrack(this);
+  track_->setObjectName(QStringLiteral("attention-track"));
+  stack_ = new QStackedWidget(this);
+  stack_->addWidget(frame_);
+  stack_->addWidget(track_);
   for (QComboBox* box : {head_, channel_}) box->setSizeAdjustPolicy(QComboBox::AdjustToContents);
   auto* controls = new QHBoxLayout;
   controls->addWidget(new QLabel(tr("Layer"), this));
   controls->addWidget(layer_);
   controls->addWidget(new QLabel(tr("Head"), this));
   controls->addWidget(head_);
-  controls->addWidget(new QLabel(tr("Query channel"), this));
+  channel_label_ = new QLabel(tr("Query channel"), this);
+  controls->addWidget(channel_label_);
   controls->addWidget(channel_);
   controls->addStretch(1);
   auto* layout = new QVBoxLayout(this);
   layout->addLayout(controls);
   layout->addWidget(info_);
-  layout->addWidget(frame_, 1);
+  layout->addWidget(stack_, 1);
   connect(layer_, &QSpinBox::valueChanged, this, [this] { set_query(query_); });
   connect(head_, &QComboBox::currentIndexChanged, this, [this] { redraw(); });
   connect(field_, &render::FieldView::hovered, this, [this](QPoint px) {
     if (pinned_ || !shown()) return;
     const PixelMap map = pixel_map(shown()->model->config.modality);
     set_query(map.position(px, std::max(0, channel_->currentIndex())));
+  });
+  // The 1-D track (audio, text): positions directly.
+  connect(track_, &AttentionTrack::hovered, this, [this](int64_t p) {
+    if (!pinned_ && shown()) set_query(p);
+  });
+  connect(track_, &AttentionTrack::clicked, this, [this](int64_t p) {
+    if (!shown()) return;
+    pinned_ = !pinned_;
+    set_query(p);
   });
   connect(field_, &render::FieldView::clicked, this, [this](QPoint px) {
     if (!shown()) return;
@@ -93,6 +121,10 @@ void AttentionView::reload() {
     for (int h = 0; h < m.config.heads; ++h) head_->addItem(tr("head %1").arg(h));
   }
   const PixelMap map = pixel_map(m.config.modality);
+  // Channels exist in images only; a 1-D track has one value per position.
+  const bool image = m.config.modality.kind == attnscope::ModalityKind::kImage;
+  channel_->setVisible(image);
+  channel_label_->setVisible(image);
   if (channel_->count() != map.channels) {
     channel_->clear();
     const QStringList names = {tr("R"), tr("G"), tr("B")};
@@ -136,6 +168,12 @@ void AttentionView::redraw() {
     info_->setText(tr("Cannot show this query: %1").arg(QString::fromStdString(r.error)));
     return;
   }
+  const attnscope::Modality& mod = r.model->config.modality;
+  if (mod.kind != attnscope::ModalityKind::kImage) {
+    redraw_track();
+    return;
+  }
+  stack_->setCurrentWidget(frame_);
   std::vector<float> heat = attention_heat(r.row, head_->currentIndex() - 1, map);
   // Stretched from the least to the most attended pixel, so that a near-uniform row still
   // shows its structure; pixels with no allowed key keep the image.
@@ -199,6 +237,44 @@ void AttentionView::redraw() {
                      .arg(static_cast<double>(hi), 0, 'g', 3));
 }
 
+void AttentionView::redraw_track() {
+  const session::InspectResult& r = *result_;
+  const attnscope::Modality& mod = r.model->config.modality;
+  const bool audio = mod.kind == attnscope::ModalityKind::kAudio;
+  const int64_t total = mod.seq_len();
+  std::vector<float> signal(static_cast<size_t>(r.n));
+  for (int64_t i = 0; i < r.n; ++i)
+    signal[static_cast<size_t>(i)] =
+        audio ? attnscope::audio_mulaw_decode(r.run->token(i)) : r.run->token(i) / 127.5f - 1.0f;
+  std::vector<double> w = attention_per_position(r.row, head_->currentIndex() - 1, r.n);
+  double top = 0;
+  for (double v : w) top = std::max(top, v);
+  track_->set_data(mod, std::move(signal), std::move(w), total, r.request.query);
+  stack_->setCurrentWidget(track_);
+  const int layer = r.request.layer;
+  const QString kind =
+      layer < static_cast<int>(r.model->layer_kinds.size())
+          ? QString::fromStdString(r.model->layer_kinds[static_cast<size_t>(layer)])
+          : QString();
+  const QString when =
+      audio ? tr(" (t = %1 s)")
+                  .arg(static_cast<double>(r.request.query) / std::max(1, mod.rate), 0, 'f', 3)
+            : QString();
+  info_->setText(tr("Query: position %1%2%3 · layer %4: %5 · keys: %6 (%7 keys%8) · the most "
+                    "any position gets: %9\nhover the track to choose a query, click to pin it")
+                     .arg(r.request.query)
+                     .arg(when)
+                     .arg(pinned_ ? tr(", pinned") : QString())
+                     .arg(layer)
+                     .arg(kind)
+                     .arg(QString::fromStdString(r.row.key_space))
+                     .arg(r.row.keys)
+                     .arg(r.row.key_stride > 1
+                              ? tr(", each covers %1 positions").arg(r.row.key_stride)
+                              : QString())
+                     .arg(top, 0, 'g', 3));
+}
+
 QString AttentionView::export_name() const {
   const int64_t q = result_ ? result_->request.query : 0;
   return QStringLiteral("%1-attention-layer%2-query%3.png")
@@ -208,6 +284,12 @@ QString AttentionView::export_name() const {
 }
 
 attnscope::Status AttentionView::export_to(const QString& path, QStringList* written) const {
+  if (stack_->currentWidget() == track_) {
+    if (track_->weights().empty())
+      return attnscope::invalid_argument(
+          "there is no attention track to export yet: generate first");
+    return write_files({{path, png_bytes(track_->grab().toImage())}}, written);
+  }
   if (field_->field().values.empty())
     return attnscope::invalid_argument("there is no heatmap to export yet: generate first");
   const render::Field& f = field_->field();

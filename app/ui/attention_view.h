@@ -1,6 +1,7 @@
 // The attention view: where one query attends, as a heatmap over the image (keys summed over
 // each pixel's channels, Hourglass keys spread over the positions they pool, Perceiver AR
-// latents placed at their positions), for a chosen layer and head or the mean over heads.
+// latents placed at their positions), for a chosen layer and head or the mean over heads;
+// audio and text as a 1-D track over time (AttentionTrack).
 #pragma once
 
 #include "attnscope/inspect.h"
@@ -8,12 +9,18 @@
 #include "render/field_view.h"
 
 class QComboBox;
+class QStackedWidget;
 class QLabel;
 class QSpinBox;
 
 namespace ui {
 
-// The attention of row r (head h, or the mean over heads for h < 0) summed per pixel.
+class AttentionTrack;
+
+// The attention of row r (head h, or the mean over heads for h < 0) on each of positions
+// 0..npos-1: a key that pools several positions (Hourglass) spreads its weight evenly over them.
+std::vector<double> attention_per_position(const attnscope::AttnRow& r, int head, int64_t npos);
+// The same summed per pixel (over its channels).
 std::vector<float> attention_heat(const attnscope::AttnRow& r, int head, const PixelMap& map);
 
 class AttentionView : public InspectView {
@@ -23,7 +30,9 @@ class AttentionView : public InspectView {
   explicit AttentionView(session::Session* s, QWidget* parent = nullptr);
 
   render::FieldView* field_view() const { return field_; }
+  AttentionTrack* track() const { return track_; }
   int64_t query() const { return query_; }
+  QLabel* info_label() const { return info_; }
   // Sets the query position and asks for its row.
   void set_query(int64_t p);
   void set_layer(int layer);
@@ -38,12 +47,16 @@ class AttentionView : public InspectView {
 
  private:
   void redraw();
+  void redraw_track();
   QSpinBox* layer_;
   QComboBox* head_;
   QComboBox* channel_;
+  QLabel* channel_label_;
   QLabel* info_;
   render::FieldFrame* frame_;
   render::FieldView* field_;
+  AttentionTrack* track_;
+  QStackedWidget* stack_;
   int64_t query_ = -1;
   bool pinned_ = false;
 };

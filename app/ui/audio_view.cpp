@@ -14,6 +14,7 @@
 
 #include "attnscope/audio.h"
 #include "render/colormap.h"
+#include "render/guides.h"
 
 #ifdef ATTNSCOPE_HAVE_MULTIMEDIA
 #include <QAudioDevice>
@@ -217,15 +218,20 @@ void AudioView::rebuild(const session::Snapshot& s) {
     }
 }
 
+// Amplitude and frequency axes on the left, the time axis under the spectrogram, the
+// spectrogram's dB colour bar on the right.
 QRect AudioView::waveform_rect() const {
-  const int h = plot_->height() - 2 * kMargin - 2 * kLabelHeight;
-  return QRect(kMargin, kMargin + kLabelHeight, plot_->width() - 2 * kMargin, h * 2 / 5);
+  const int h = plot_->height() - 2 * kMargin - 2 * kLabelHeight - render::kAxisBottomRoom;
+  const int left = kMargin + render::kAxisLeftRoom;
+  return QRect(left, kMargin + kLabelHeight,
+               plot_->width() - left - kMargin - render::kColorBarRoom, h * 2 / 5);
 }
 
 QRect AudioView::spectrogram_rect() const {
   const QRect w = waveform_rect();
-  return QRect(kMargin, w.bottom() + 1 + kLabelHeight, w.width(),
-               plot_->height() - kMargin - (w.bottom() + 1 + kLabelHeight));
+  return QRect(
+      w.left(), w.bottom() + 1 + kLabelHeight, w.width(),
+      plot_->height() - kMargin - render::kAxisBottomRoom - (w.bottom() + 1 + kLabelHeight));
 }
 
 void AudioView::paint_plot(QPainter& p) {
@@ -244,7 +250,7 @@ void AudioView::paint_plot(QPainter& p) {
              Qt::AlignLeft | Qt::AlignVCenter, tr("Waveform"));
   p.drawText(QRect(spec.left(), spec.top() - kLabelHeight, spec.width(), kLabelHeight),
              Qt::AlignLeft | Qt::AlignVCenter,
-             tr("Spectrogram (0 – %1 Hz, log magnitude)").arg(rate_ / 2));
+             tr("Spectrogram (0 – %1 Hz, log magnitude; colour bar on the right)").arg(rate_ / 2));
   // The prompt's part on a tinted background, the rest plain.
   const int cut = x_of(prompt_);
   p.fillRect(QRect(wave.left(), wave.top(), cut - wave.left(), wave.height()), QColor(34, 44, 64));
@@ -270,6 +276,22 @@ void AudioView::paint_plot(QPainter& p) {
     p.setRenderHint(QPainter::SmoothPixmapTransform, false);
     p.drawImage(spec, spectrogram_);
   }
+  // Axes: amplitude (full scale = 1), frequency (Hz, 0 at the bottom), time (s); the colour
+  // bar reads the spectrogram's log magnitude.
+  const double seconds = static_cast<double>(length_) / std::max(1, rate_);
+  render::draw_axis_left(p, wave, {tr("amplitude"), 1.0, -1.0});
+  render::draw_axis_left(p, spec, {tr("frequency (Hz)"), rate_ / 2.0, 0.0});
+  render::draw_axis_bottom(p, spec, {tr("time (s)"), 0.0, seconds});
+  render::ColorBarSpec bar;
+  bar.shown = true;
+  bar.label = tr("spectrogram magnitude (dB)");
+  bar.lo = kFloorDb;
+  bar.hi = 0;
+  bar.v_lo = 0;
+  bar.v_hi = 1;
+  render::draw_color_bar(
+      p, QRectF(spec.right() + 1, spec.top(), render::kColorBarRoom, spec.height()), bar);
+  p.setPen(QColor(200, 200, 200));
   // The prompt's end across both plots, labelled.
   p.setPen(QPen(kPromptColor, 2));
   p.drawLine(cut, wave.top(), cut, spec.bottom());

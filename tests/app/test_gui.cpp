@@ -40,6 +40,7 @@
 #include "render/field_view.h"
 #include "render/guides.h"
 #include "render/palette.h"
+#include "ui/attention_track.h"
 #include "ui/attention_view.h"
 #include "ui/audio_view.h"
 #include "ui/compare_view.h"
@@ -1019,6 +1020,47 @@ class TestGui : public QObject {
     for (size_t i = 0; i < 2000; i += 97)  // 16-bit PCM: within one step of 1/32767
       QVERIFY(std::abs(back->samples[i] -
                        audio_mulaw_decode(s->run->token(static_cast<int64_t>(i)))) < 1.5f / 32767);
+  }
+
+  // Audio attention is a track over time, not a square "image" of samples: the track holds
+  // the engine's weights of the query's row per position, the time axis spans the clip's
+  // seconds, and hovering the track moves the query to the position under the mouse.
+  void audio_attention_is_a_time_track() {
+    // The audio model and run of audio_model_with_a_wav_prompt (0.25 s at 8 kHz).
+    QCOMPARE(window_->session()->snapshot()->model->config.modality.kind,
+             attnscope::ModalityKind::kAudio);
+    QVERIFY(window_->show_view(QStringLiteral("attention")));
+    auto* v = static_cast<ui::AttentionView*>(window_->inspect_view(QStringLiteral("attention")));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 30000);
+    v->set_head(-1);  // the mean over heads (an earlier test may have chosen one head)
+    QVERIFY(v->track()->isVisible());
+    QVERIFY(!v->field_view()->isVisible());
+    const session::InspectResult& r = *v->result();
+    QVERIFY2(r.error.empty(), r.error.c_str());
+    const std::vector<double> want = ui::attention_per_position(r.row, -1, r.n);
+    QCOMPARE(v->track()->weights().size(), want.size());
+    double sum = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      QVERIFY2(v->track()->weights()[i] == want[i],
+               qPrintable(QStringLiteral("%1: %2 vs %3, query %4, n %5")
+                              .arg(i)
+                              .arg(v->track()->weights()[i])
+                              .arg(want[i])
+                              .arg(r.request.query)
+                              .arg(r.n)));
+      sum += want[i];
+      if (static_cast<int64_t>(i) > r.request.query) QCOMPARE(want[i], 0.0);  // causal
+    }
+    QVERIFY(std::abs(sum - 1.0) < 1e-4);  // one query's attention sums to 1
+    // Hover at a quarter of the track: the query becomes that position (0.25 of 2000).
+    const QRect wr = v->track()->weights_rect();
+    const double x = wr.left() + wr.width() * 0.25;
+    QCOMPARE(v->track()->position_at(x), int64_t(500));
+    QTest::mouseMove(v->track(), QPoint(static_cast<int>(x), wr.center().y()));
+    QTRY_COMPARE(v->query(), v->track()->position_at(static_cast<int>(x)));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result()->request.query == v->query() && !window_->views_pending(),
+                             30000);
+    QVERIFY(v->info_label()->text().contains(QStringLiteral("t = 0.06")));
   }
 
   void text_model_with_a_typed_prompt() {
