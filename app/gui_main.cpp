@@ -32,13 +32,13 @@ constexpr const char* kUsage =
     "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
     "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] "
     "[--device cpu|cuda] [--precision f32|tf32|bf16] [--autorun] [--surprise] [--view "
-    "canvas|audio|text|attention|pattern|lsh|memory|compare] "
+    "canvas|audio|text|attention|pattern|lsh|memory|step|compare] "
     "[--screenshot FILE]";
 
-const QStringList kViews = {QStringLiteral("canvas"),  QStringLiteral("audio"),
-                            QStringLiteral("text"),    QStringLiteral("attention"),
-                            QStringLiteral("pattern"), QStringLiteral("lsh"),
-                            QStringLiteral("memory"),  QStringLiteral("compare")};
+const QStringList kViews = {
+    QStringLiteral("canvas"),    QStringLiteral("audio"),   QStringLiteral("text"),
+    QStringLiteral("attention"), QStringLiteral("pattern"), QStringLiteral("lsh"),
+    QStringLiteral("memory"),    QStringLiteral("step"),    QStringLiteral("compare")};
 
 // The view a modality is shown in.
 QString view_for(attnscope::ModalityKind kind) {

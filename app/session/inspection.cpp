@@ -94,6 +94,28 @@ std::shared_ptr<const InspectResult> inspect_compute(const Model& model,
         r->curves.push_back(std::move(curve));
       }
       break;
+    case InspectKind::kStep: {
+      if (r->n < 1) {
+        st = invalid_argument("no tokens yet: open a prompt or generate first");
+        break;
+      }
+      if (req.query < 0 || req.query >= r->n) {
+        st = invalid_argument("position " + std::to_string(req.query) + " is not known yet (0.." +
+                              std::to_string(r->n - 1) + ")");
+        break;
+      }
+      r->n = req.query + 1;
+      const int layers = inspect_layer_count(cfg);
+      r->rows.resize(static_cast<size_t>(layers));
+      r->row_errors.resize(static_cast<size_t>(layers));
+      for (int l = 0; l < layers; ++l) {
+        if (cancel && cancel->load()) break;
+        const Status s =
+            inspect_attention_row(model, x, r->n, l, req.query, &r->rows[static_cast<size_t>(l)]);
+        if (!s) r->row_errors[static_cast<size_t>(l)] = s.message();
+      }
+      break;
+    }
     case InspectKind::kCount:
       break;
   }

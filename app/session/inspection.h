@@ -15,12 +15,12 @@
 
 namespace session {
 
-enum class InspectKind { kAttention = 0, kPattern, kLsh, kMemory, kCount };
+enum class InspectKind { kAttention = 0, kPattern, kLsh, kMemory, kStep, kCount };
 
 struct InspectRequest {
   InspectKind kind = InspectKind::kAttention;
   int layer = 0;
-  int64_t query = 0;    // attention: the query position
+  int64_t query = 0;    // attention, step: the query position
   int grid = 256;       // pattern: cells per side
   uint64_t serial = 0;  // set by Session::inspect; a newer request of the same kind supersedes it
 };
@@ -37,6 +37,10 @@ struct InspectResult {
   std::shared_ptr<const RunStore> run;
   int64_t n = 0;  // the tokens the result was computed on: run->tokens()[0..n)
   attnscope::AttnRow row;
+  // step: the query's row in every layer (row_errors[l] non-empty where layer l has none),
+  // computed on positions 0..query, as the model saw them when it generated the query.
+  std::vector<attnscope::AttnRow> rows;
+  std::vector<std::string> row_errors;
   std::vector<attnscope::PatternImage> patterns;  // pattern: one per head, in head order
   attnscope::LshInspect lsh;
   std::vector<FamilyCurve> curves;  // memory: one per family

@@ -35,6 +35,7 @@
 #include "pattern_view.h"
 #include "prompt_panel.h"
 #include "sampling_panel.h"
+#include "step_view.h"
 #include "text_view.h"
 
 namespace ui {
@@ -64,8 +65,10 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   inspect_views_ = {{QStringLiteral("attention"), new AttentionView(session_, tabs_)},
                     {QStringLiteral("pattern"), new PatternView(session_, tabs_)},
                     {QStringLiteral("lsh"), new LshView(session_, tabs_)},
-                    {QStringLiteral("memory"), new MemoryView(session_, tabs_)}};
-  const QStringList titles = {tr("Attention"), tr("Pattern"), tr("LSH buckets"), tr("Memory")};
+                    {QStringLiteral("memory"), new MemoryView(session_, tabs_)},
+                    {QStringLiteral("step"), new StepView(session_, tabs_)}};
+  const QStringList titles = {tr("Attention"), tr("Pattern"), tr("LSH buckets"), tr("Memory"),
+                              tr("Step-through")};
   for (size_t i = 0; i < inspect_views_.size(); ++i)
     tabs_->addTab(inspect_views_[i].second, titles[static_cast<int>(i)]);
   compare_view_ = new CompareView(session_, tabs_);

@@ -301,6 +301,7 @@ Status inspect_attention_row(const Model& m, const uint8_t* x, int64_t n, int la
     out->key_offset = v.key_offset;
     out->key_stride = v.stride;
     out->query_index = row;
+    out->dense_kept.assign(static_cast<size_t>(H), 1.0);
     if (check) {
       check->d = d;
       check->values.assign(v.v, v.v + static_cast<size_t>(H) * nk * d);
@@ -325,6 +326,30 @@ Status inspect_attention_row(const Model& m, const uint8_t* x, int64_t n, int la
         masked_softmax(s.data(), ok.data(), nk, w.data());
       }
       std::copy(w.begin(), w.end(), out->weights.begin() + h * nk);
+      // The dense causal softmax of the same scores over every key a dense layer would let
+      // this row see, and the share of it on the keys the rule kept (1 for dense layers).
+      {
+        const int64_t lim = std::min(nk - 1, row + v.causal_offset);
+        double mx = kNegInf;
+        for (int64_t j = 0; j <= lim; ++j) {
+          s[j] =
+              cfg.family == Family::kReformer
+                  ? (j == row ? kLshSelfScore
+                              : dot(qh + row * d, qh + j * d, d) * scale * inv_norm(qh + j * d, d))
+                  : dot(qh + row * d, kh + j * d, d) * scale;
+          mx = std::max(mx, s[j]);
+        }
+        double z = 0.0, kept = 0.0;
+        for (int64_t j = 0; j <= lim; ++j) {
+          const double p = std::exp(s[j] - mx);
+          z += p;
+          const bool allowed = cfg.family == Family::kReformer ? (w[j] > 0 || j == row)
+                               : cfg.family == Family::kSparse ? ok[j] != 0
+                                                               : true;
+          if (allowed) kept += p;
+        }
+        out->dense_kept[static_cast<size_t>(h)] = z > 0 ? kept / z : 0.0;
+      }
       if (check)
         std::copy_n(v.o + (static_cast<int64_t>(h) * v.nq + row) * d, d,
                     check->output.begin() + h * d);

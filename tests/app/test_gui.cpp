@@ -51,6 +51,7 @@
 #include "ui/pattern_view.h"
 #include "ui/prompt_panel.h"
 #include "ui/sampling_panel.h"
+#include "ui/step_view.h"
 #include "ui/text_view.h"
 
 using namespace attnscope;
@@ -618,6 +619,48 @@ class TestGui : public QObject {
         QVERIFY(t.front() >= 0 && t.back() <= hi * (1 + 1e-9));
       }
     QVERIFY(render::nice_ticks(1, 1, 5).empty());
+  }
+
+  // Step-through: the timeline spans the known positions; at a step, one cell per layer x
+  // head holds the engine's row of that query computed on positions 0..query; a dense layer
+  // keeps all of the dense mass; moving the slider asks for that position.
+  void step_through_shows_every_layer_and_head() {
+    QVERIFY(window_->show_view(QStringLiteral("step")));
+    auto* v = static_cast<ui::StepView*>(window_->inspect_view(QStringLiteral("step")));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result() && !window_->views_pending(), 30000);
+    const auto snap = window_->session()->snapshot();
+    const ModelConfig cfg = snap->model->config;
+    const int64_t known = snap->run->known(snap->filled);
+    QCOMPARE(v->slider()->maximum(), static_cast<int>(known - 1));
+    const int64_t q = known / 2;
+    v->slider()->setValue(static_cast<int>(q));
+    QTRY_VERIFY_WITH_TIMEOUT(v->result()->request.query == q && !window_->views_pending(), 30000);
+    const session::InspectResult& r = *v->result();
+    QVERIFY2(r.error.empty(), r.error.c_str());
+    QCOMPARE(static_cast<int>(r.rows.size()), attnscope::inspect_layer_count(cfg));
+    QCOMPARE(r.n, q + 1);
+    auto file = safetensors_load(snap->model->path);
+    QVERIFY(file.has_value());
+    auto made = model_create(file->cfg, std::move(file->weights));
+    QVERIFY(made.has_value());
+    const Model& mref = **made;
+    for (int l = 0; l < static_cast<int>(r.rows.size()); ++l) {
+      AttnRow want;
+      QVERIFY(inspect_attention_row(mref, snap->run->tokens(), q + 1, l, q, &want).is_ok());
+      QCOMPARE(r.rows[static_cast<size_t>(l)].weights, want.weights);
+      for (int h = 0; h < cfg.heads; ++h) {
+        QVERIFY(!v->grid()->cell_rect(l, h).isEmpty());
+        QVERIFY(v->grid()->cell_text(l, h).contains(QStringLiteral("kept 100.0%")));
+      }
+    }
+    // The cell image: the pixel after the query's is grey (the future), its own is coloured.
+    const QImage cell = v->grid()->cell_image(0, 0);
+    const ui::PixelMap map = ui::pixel_map(cfg.modality);
+    QCOMPARE(cell.size(), QSize(map.w, map.h));
+    const int64_t next = (q / map.channels + 1);
+    QCOMPARE(cell.pixelColor(static_cast<int>(next % map.w), static_cast<int>(next / map.w)),
+             QColor(52, 52, 58));
+    QVERIFY(v->info_label()->text().contains(QStringLiteral("Position %1").arg(q)));
   }
 
   void lsh_view_explains_itself_on_a_dense_model() {

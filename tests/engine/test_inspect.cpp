@@ -212,9 +212,56 @@ class TestInspect : public QObject {
                                                      .arg(layer)
                                                      .arg(q)
                                                      .arg(err)));
+              QCOMPARE(row.dense_kept.size(), size_t{4});
+              for (double k : row.dense_kept) {
+                if (f == Family::kDense) QVERIFY(std::abs(k - 1.0) < 1e-12);
+                QVERIFY(k >= 0 && k <= 1 + 1e-12);
+              }
             }
         }
       }
+    }
+  }
+
+  // The dense mass a sparse layer keeps, against a dense model with the same weights: at layer
+  // 0 both see the same queries and keys, so the sparse row's share is the dense row's weight
+  // summed over the keys the sparse mask allows.
+  void denseKeptAgainstADenseTwin() {
+    const auto x = tokens(kN);
+    for (SparsePattern pat : {SparsePattern::kStrided, SparsePattern::kFixed}) {
+      ModelConfig c = config(Family::kSparse);
+      c.sparse.pattern = pat;
+      WeightMap w = model_init_weights(c, InitOptions{3, /*zero_logits=*/false});
+      for (auto& [name, t] : w)
+        if (name.find("attn.wq") != std::string::npos || name.find("attn.wk") != std::string::npos)
+          for (int64_t e = 0; e < t.numel(); ++e) t.data()[e] *= 10.0f;
+      ModelConfig cd = c;
+      cd.family = Family::kDense;
+      auto sparse = model_create(c, w);
+      auto dense = model_create(cd, std::move(w));
+      QVERIFY(sparse && dense);
+      double least = 1.0;
+      for (int64_t q : {int64_t{3}, int64_t{17}, int64_t{50}, kN - 1}) {
+        AttnRow rs, rd;
+        QVERIFY(inspect_attention_row(**sparse, x.data(), kN, 0, q, &rs).is_ok());
+        QVERIFY(inspect_attention_row(**dense, x.data(), kN, 0, q, &rd).is_ok());
+        for (int h = 0; h < 4; ++h) {
+          const SparseSet set = attn_sparse_set(c.sparse, 0, h, 4);
+          double want = 0;
+          for (int64_t j = 0; j <= q; ++j)
+            if (attn_sparse_allowed(c.sparse, set, q, j))
+              want += rd.weights[static_cast<size_t>(h * kN + j)];
+          // Tolerance: the dense row's weights are floats.
+          QVERIFY2(std::abs(rs.dense_kept[static_cast<size_t>(h)] - want) < 1e-5,
+                   qPrintable(QString("query %1 head %2: %3 vs %4")
+                                  .arg(q)
+                                  .arg(h)
+                                  .arg(rs.dense_kept[static_cast<size_t>(h)])
+                                  .arg(want)));
+          least = std::min(least, want);
+        }
+      }
+      QVERIFY(least < 0.99);  // the test would not tell anything if every key were kept
     }
   }
 
@@ -245,6 +292,22 @@ class TestInspect : public QObject {
           if (q > 0 && keys[0][static_cast<size_t>(q)].size() > 1)
             QVERIFY(row.weights[static_cast<size_t>(q)] < 1e-30f);
         }
+        // Each query's kept dense mass, averaged over all queries, is the layer's kept mass
+        // (inspect_lsh computes it on its own from the buckets).
+        std::vector<double> mean(4, 0.0);
+        for (int64_t q = 0; q < kN; ++q) {
+          AttnRow row;
+          QVERIFY(inspect_attention_row(*m, x.data(), kN, layer, q, &row).is_ok());
+          for (int h = 0; h < 4; ++h) mean[static_cast<size_t>(h)] += row.dense_kept[h] / kN;
+        }
+        for (int h = 0; h < 4; ++h)
+          QVERIFY2(
+              std::abs(mean[static_cast<size_t>(h)] - li.kept_mass[static_cast<size_t>(h)]) < 1e-9,
+              qPrintable(QString("layer %1 head %2: %3 vs %4")
+                             .arg(layer)
+                             .arg(h)
+                             .arg(mean[static_cast<size_t>(h)])
+                             .arg(li.kept_mass[static_cast<size_t>(h)])));
       }
     }
   }

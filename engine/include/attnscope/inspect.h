@@ -44,6 +44,11 @@ struct AttnRow {
   // The query's row in its layer: the position itself; for Perceiver AR query - first latent;
   // for Hourglass query / K, the shortened position whose upsampled output reaches query.
   int64_t query_index = 0;
+  // (heads): of a dense causal softmax over the same scores and every key j <= the query's
+  // causal limit, the share of probability on the keys this layer's rule attends (self at
+  // -1e5 for the Reformer, as its forward scores it): 1 for dense, Perceiver AR and Hourglass
+  // layers, below 1 where a sparse or LSH pattern dropped keys the query would have used.
+  std::vector<double> dense_kept;
 };
 // What the row was checked against, for tests: values (heads, keys, d) are that layer's
 // value rows and output (heads, d) the attention kernel's output at the query in the real
