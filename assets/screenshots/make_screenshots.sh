@@ -8,9 +8,10 @@ out=assets/screenshots
 models=assets/models
 icon=assets/prompts/icons/papirus-places-folder-blue-games.png
 icon2=assets/prompts/icons/papirus-mimetypes-text-css.png
-shot() {  # shot NAME MODEL VIEW [extra args]
+shot() {  # shot NAME MODEL VIEW [extra args]; ONLY="name ..." remakes those alone
   local name=$1 model=$2 view=$3
   shift 3
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" \
     "$app" --model "$model" --seed 1 --autorun --view "$view" --screenshot "$out/$name.png" "$@"
   echo "wrote $out/$name.png"
@@ -22,10 +23,13 @@ shot canvas-css "$models/icons.safetensors" canvas --prompt "$icon2" --keep-rows
 shot attention "$models/icons-sparse.safetensors" attention --prompt "$icon" --keep-rows 16
 shot pattern "$models/icons-sparse.safetensors" pattern --prompt "$icon" --keep-rows 16
 shot lsh "$models/icons-reformer.safetensors" lsh --prompt "$icon" --keep-rows 16
+shot step "$models/icons-sparse.safetensors" step --prompt "$icon" --keep-rows 16
 shot memory "$models/icons-dense.safetensors" memory --prompt "$icon" --keep-rows 16
 shot audio "$models/speech-sparse.safetensors" audio --prompt assets/prompts/speech-unseen.wav \
   --keep-seconds 0.5 --temperature 1 --top-p 1
 shot audio-ocarina "$models/ocarina-sparse.safetensors" audio \
+  --prompt assets/prompts/ocarina-unseen.wav --keep-seconds 0.5 --temperature 1 --top-p 1
+shot attention-audio "$models/ocarina-sparse.safetensors" attention \
   --prompt assets/prompts/ocarina-unseen.wav --keep-seconds 0.5 --temperature 1 --top-p 1
 # The default model against the dense family model on an unseen theme's icon, each scored on
 # the real image, with the surprise overlay.
