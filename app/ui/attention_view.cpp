@@ -208,31 +208,20 @@ void AttentionView::redraw() {
   field_->set_guides(std::move(g));
   const QPoint q = map.pixel(r.request.query);
   field_->set_marker(q);
-  const int layer = r.request.layer;
-  const QString kind =
-      layer < static_cast<int>(r.model->layer_kinds.size())
-          ? QString::fromStdString(r.model->layer_kinds[static_cast<size_t>(layer)])
-          : QString();
   const int ch = static_cast<int>(r.request.query % map.channels);
   {
     const QSignalBlocker block(channel_);
     channel_->setCurrentIndex(ch);
   }
-  info_->setText(tr("Query: position %1 (pixel %2, %3, channel %4)%5 · layer %6: %7 · keys: %8 "
-                    "(%9 keys%10)\ncolour: weight per pixel from %11 (purple) to %12 (yellow), "
-                    "bar on the right; untinted pixels get none")
+  info_->setText(tr("Query: position %1 (pixel %2, %3, channel %4)%5 · %6\ncolour: weight per "
+                    "pixel from %7 (purple) to %8 (yellow), bar on the right; untinted pixels "
+                    "get none")
                      .arg(r.request.query)
                      .arg(q.x())
                      .arg(q.y())
                      .arg(ch)
                      .arg(pinned_ ? tr(", pinned") : QString())
-                     .arg(layer)
-                     .arg(kind)
-                     .arg(QString::fromStdString(r.row.key_space))
-                     .arg(r.row.keys)
-                     .arg(r.row.key_stride > 1
-                              ? tr(", each covers %1 positions").arg(r.row.key_stride)
-                              : QString())
+                     .arg(row_summary(*r.model, r.request.layer, r.row))
                      .arg(static_cast<double>(lo), 0, 'g', 3)
                      .arg(static_cast<double>(hi), 0, 'g', 3));
 }
@@ -251,27 +240,16 @@ void AttentionView::redraw_track() {
   for (double v : w) top = std::max(top, v);
   track_->set_data(mod, std::move(signal), std::move(w), total, r.request.query);
   stack_->setCurrentWidget(track_);
-  const int layer = r.request.layer;
-  const QString kind =
-      layer < static_cast<int>(r.model->layer_kinds.size())
-          ? QString::fromStdString(r.model->layer_kinds[static_cast<size_t>(layer)])
-          : QString();
   const QString when =
       audio ? tr(" (t = %1 s)")
                   .arg(static_cast<double>(r.request.query) / std::max(1, mod.rate), 0, 'f', 3)
             : QString();
-  info_->setText(tr("Query: position %1%2%3 · layer %4: %5 · keys: %6 (%7 keys%8) · the most "
-                    "any position gets: %9\nhover the track to choose a query, click to pin it")
+  info_->setText(tr("Query: position %1%2%3 · %4 · the most any position gets: %5\nhover the "
+                    "track to choose a query, click to pin it")
                      .arg(r.request.query)
                      .arg(when)
                      .arg(pinned_ ? tr(", pinned") : QString())
-                     .arg(layer)
-                     .arg(kind)
-                     .arg(QString::fromStdString(r.row.key_space))
-                     .arg(r.row.keys)
-                     .arg(r.row.key_stride > 1
-                              ? tr(", each covers %1 positions").arg(r.row.key_stride)
-                              : QString())
+                     .arg(row_summary(*r.model, r.request.layer, r.row))
                      .arg(top, 0, 'g', 3));
 }
 

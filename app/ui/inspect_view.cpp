@@ -87,6 +87,22 @@ QImage run_image(const session::RunStore& run, int64_t known, const PixelMap& ma
   return img;
 }
 
+QString layer_kind(const session::ModelSummary& m, int layer) {
+  return layer >= 0 && layer < static_cast<int>(m.layer_kinds.size())
+             ? QString::fromStdString(m.layer_kinds[static_cast<size_t>(layer)])
+             : QString();
+}
+
+QString row_summary(const session::ModelSummary& m, int layer, const attnscope::AttnRow& row) {
+  return QObject::tr("layer %1: %2 · keys: %3 (%4 keys%5)")
+      .arg(layer)
+      .arg(layer_kind(m, layer))
+      .arg(QString::fromStdString(row.key_space))
+      .arg(row.keys)
+      .arg(row.key_stride > 1 ? QObject::tr(", each covers %1 positions").arg(row.key_stride)
+                              : QString());
+}
+
 QByteArray png_bytes(const QImage& img) {
   QByteArray bytes;
   QBuffer buffer(&bytes);

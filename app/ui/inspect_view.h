@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "attnscope/inspect.h"
 #include "attnscope/status.h"
 #include "session/session.h"
 
@@ -68,6 +69,11 @@ struct PixelMap {
 };
 PixelMap pixel_map(const attnscope::Modality& m);
 QImage run_image(const session::RunStore& run, int64_t known, const PixelMap& map);
+
+// Layer l's kind in the papers' words ("strided A1, l = 64, block 32"); empty if unknown.
+QString layer_kind(const session::ModelSummary& m, int layer);
+// "layer 2: strided A1, ... · keys: positions (3072 keys, each covers 3 positions)"
+QString row_summary(const session::ModelSummary& m, int layer, const attnscope::AttnRow& row);
 
 QByteArray png_bytes(const QImage& img);
 // Writes every (path, bytes) pair: all appear or none (engine AtomicFileSet).

@@ -147,10 +147,7 @@ void PatternView::redraw() {
   field_->set_guides(std::move(g));
   density_->setText(pattern_density_text(p.density));
   const int layer = r.request.layer;
-  const QString kind =
-      layer < static_cast<int>(r.model->layer_kinds.size())
-          ? QString::fromStdString(r.model->layer_kinds[static_cast<size_t>(layer)])
-          : QString();
+  const QString kind = layer_kind(*r.model, layer);
   axes_->setText(
       tr("Layer %1 (%2), head %3 · rows: %4 (top to bottom) · columns: %5 (left to "
          "right) · %6 x %6 cells over length %7 · colour: the share of each cell's causal "

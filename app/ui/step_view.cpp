@@ -102,10 +102,7 @@ QImage SmallMultiples::cell_image(int layer, int head) const {
 QString SmallMultiples::cell_text(int layer, int head) const {
   if (!result_ || layer < 0 || layer >= grid_layers(result_.get())) return {};
   const session::InspectResult& r = *result_;
-  const QString kind =
-      layer < static_cast<int>(r.model->layer_kinds.size())
-          ? QString::fromStdString(r.model->layer_kinds[static_cast<size_t>(layer)])
-          : QString();
+  const QString kind = layer_kind(*r.model, layer);
   const QString head_of = tr("layer %1 (%2), head %3: ").arg(layer).arg(kind).arg(head);
   if (!r.row_errors[static_cast<size_t>(layer)].empty())
     return head_of + QString::fromStdString(r.row_errors[static_cast<size_t>(layer)]);
@@ -138,9 +135,7 @@ void SmallMultiples::paintEvent(QPaintEvent*) {
   }
   for (int l = 0; l < L; ++l) {
     const QRect c0 = cell_rect(l, 0);
-    const QString kind = l < static_cast<int>(r.model->layer_kinds.size())
-                             ? QString::fromStdString(r.model->layer_kinds[static_cast<size_t>(l)])
-                             : QString();
+    const QString kind = layer_kind(*r.model, l);
     p.setPen(kInk);
     p.drawText(QRect(4, c0.top(), kLeft - 10, c0.height()),
                Qt::AlignRight | Qt::AlignVCenter | Qt::TextWordWrap,
