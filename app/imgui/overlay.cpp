@@ -44,6 +44,39 @@ QRectF window_rect() {
   return QRectF(p.x, p.y, z.x, z.y);
 }
 
+// Whether the user dragged each window off its corner (then it stays where it was left and
+// leaves the canvas's bands); its "Back to the corner" button puts it back. Per process, like
+// ImGui's own window state.
+struct Placement {
+  bool moved = false;
+};
+Placement g_inspector, g_statistics;
+bool g_pinned_back = false;  // set by track_placement, read by draw
+
+// Pins the next window to its corner unless the user has moved it.
+void place_next(const Placement& p, ImVec2 corner, ImVec2 pivot) {
+  if (!p.moved) ImGui::SetNextWindowPos(corner, ImGuiCond_Always, pivot);
+}
+
+// After Begin: a drag that started on this window's title bar moves it for good (a
+// double-click there stays ImGui's collapse).
+void track_placement(Placement* p) {
+  const ImVec2 pos = ImGui::GetWindowPos(), size = ImGui::GetWindowSize();
+  const ImVec2 click = ImGui::GetIO().MouseClickedPos[0];
+  const float title = ImGui::GetFrameHeight();
+  const bool on_title =
+      click.x >= pos.x && click.x < pos.x + size.x && click.y >= pos.y && click.y < pos.y + title;
+  if (on_title && ImGui::IsMouseDragging(ImGuiMouseButton_Left, 2.0f)) p->moved = true;
+}
+
+// The first line of a moved window's contents: a button that pins it back.
+void back_button(Placement* p) {
+  if (p->moved && ImGui::SmallButton("Back to the corner")) {
+    p->moved = false;
+    g_pinned_back = true;
+  }
+}
+
 const char* channel_name(int channels, int c) {
   if (channels == 1) return "grey";
   static const char* rgba[] = {"R", "G", "B", "A"};
@@ -51,16 +84,19 @@ const char* channel_name(int channels, int c) {
 }
 
 QRectF draw_inspector(const Snapshot& s, const Inspection& in, float width) {
-  ImGui::SetNextWindowPos(ImVec2(width - 10, 10), ImGuiCond_Always, ImVec2(1, 0));
+  place_next(g_inspector, ImVec2(width - 10, 10), ImVec2(1, 0));
   ImGui::SetNextWindowBgAlpha(0.82f);
   const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize |
-                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
+                                 ImGuiWindowFlags_NoSavedSettings |
                                  ImGuiWindowFlags_NoFocusOnAppearing;
-  if (!ImGui::Begin("Inspector", nullptr, flags)) {
+  const bool open = ImGui::Begin("Inspector", nullptr, flags);
+  track_placement(&g_inspector);
+  if (!open) {
     const QRectF r = window_rect();
     ImGui::End();
     return r;
   }
+  back_button(&g_inspector);
   if (in.pixel.x() < 0) {
     ImGui::TextUnformatted("Hover a pixel to see the model's");
     ImGui::TextUnformatted("distribution for each channel.");
@@ -163,16 +199,19 @@ void text_with_detail(const char* label, const std::string& line, const char* cu
 }
 
 QRectF draw_stats(const Snapshot& s, const Stats& stats, float height) {
-  ImGui::SetNextWindowPos(ImVec2(10, height - 10), ImGuiCond_Always, ImVec2(0, 1));
+  place_next(g_statistics, ImVec2(10, height - 10), ImVec2(0, 1));
   ImGui::SetNextWindowBgAlpha(0.82f);
   const ImGuiWindowFlags flags = ImGuiWindowFlags_AlwaysAutoResize |
-                                 ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoMove |
+                                 ImGuiWindowFlags_NoSavedSettings |
                                  ImGuiWindowFlags_NoFocusOnAppearing;
-  if (!ImGui::Begin("Statistics", nullptr, flags)) {
+  const bool open = ImGui::Begin("Statistics", nullptr, flags);
+  track_placement(&g_statistics);
+  if (!open) {
     const QRectF r = window_rect();
     ImGui::End();
     return r;
   }
+  back_button(&g_statistics);
   if (s.run)
     ImGui::Text("%s  %lld / %lld", session::run_state_name(s.state),
                 static_cast<long long>(s.run->known(s.filled)),
@@ -229,11 +268,24 @@ Footprint draw(const Snapshot& s, const Inspection& inspection, const Stats& sta
   const QRectF inspector = draw_inspector(s, inspection, display_width);
   const QRectF statistics = draw_stats(s, stats, display_height);
   f.windows = {inspector, statistics};
+  f.redraw = g_pinned_back;
+  g_pinned_back = false;
   // The inspector's band only while idle: hovering grows it over the image, on purpose.
   // Heights, not positions: the windows are pinned 10 px from their corners.
-  f.top = inspection.pixel.x() < 0 ? 10 + static_cast<float>(inspector.height()) : -1;
-  f.bottom = 10 + static_cast<float>(statistics.height());
+  // A window the user moved leaves its band: it sits where they put it.
+  f.top = g_inspector.moved          ? 0
+          : inspection.pixel.x() < 0 ? 10 + static_cast<float>(inspector.height())
+                                     : -1;
+  f.bottom = g_statistics.moved ? 0 : 10 + static_cast<float>(statistics.height());
   return f;
+}
+
+void reset_placement() {
+  g_inspector.moved = g_statistics.moved = false;
+}
+
+bool moved(int window) {
+  return window == 0 ? g_inspector.moved : g_statistics.moved;
 }
 
 }  // namespace overlay

@@ -34,14 +34,21 @@ struct Stats {
 
 // Where the overlay windows lie, in display pixels: the band at the top the idle inspector
 // takes, the band at the bottom the statistics and legend take (the canvas fits the image
-// between them), and every window's rectangle of this frame.
+// between them; 0 for a window the user moved), and every window's rectangle of this frame.
 struct Footprint {
   float top = 0, bottom = 0;
   std::vector<QRectF> windows;
+  bool redraw = false;  // a window was pinned back this frame: draw another to show it there
 };
 
 // Draws the overlay windows for one ImGui frame (between NewFrame and Render).
 Footprint draw(const session::Snapshot& s, const Inspection& inspection, const Stats& stats,
                float display_width, float display_height);
+
+// The inspector (0) and statistics (1) windows start pinned to their corners; dragging a
+// title bar moves one for good (it then leaves its band); its "Back to the corner" button (the
+// first line of a moved window) or File > Reset settings pins it back.
+bool moved(int window);
+void reset_placement();
 
 }  // namespace overlay

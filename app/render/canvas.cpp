@@ -354,6 +354,7 @@ void Canvas::paintGL() {
         overlay::draw(shown, inspection_, {upload_path_, renderer_, static_cast<int>(mode_)},
                       static_cast<float>(width()), static_cast<float>(height()));
     imgui_.render();
+    if (footprint_.redraw) QTimer::singleShot(0, this, [this] { update(); });
     // The bands only grow (a line more while a run is under way would make the image jump at
     // every start and end); the overlay's size settles over its first frames: refit then.
     band_top_ = std::max<double>(band_top_, footprint_.top);

@@ -29,6 +29,7 @@
 #include "audio_view.h"
 #include "compare_view.h"
 #include "export.h"
+#include "imgui/overlay.h"
 #include "lsh_view.h"
 #include "memory_view.h"
 #include "model_panel.h"
@@ -575,10 +576,13 @@ void MainWindow::reset_settings() {
   s.remove(QStringLiteral("window"));
   sampling_->set_params(default_sampling());
   restoreState(default_state_);
+  overlay::reset_placement();
+  canvas_->update();
   resize(1400, 900);
   fit_to_screen();
-  statusBar()->showMessage(
-      tr("Settings reset: sampling at its defaults (seed 1), window at its default size"), 8000);
+  statusBar()->showMessage(tr("Settings reset: sampling at its defaults (seed 1), window at its "
+                              "default size, overlays in their corners"),
+                           8000);
 }
 
 // The window (default or remembered size) within the screen's available geometry: a 1280x720

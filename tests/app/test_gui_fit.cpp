@@ -12,6 +12,7 @@
 #include <QtTest>
 #include <cstdio>
 
+#include "imgui/overlay.h"
 #include "render/canvas.h"
 #include "session/session.h"
 #include "ui/main_window.h"
@@ -88,6 +89,56 @@ class TestGuiFit : public QObject {
                               .arg(image.x())
                               .arg(image.y())));
     QVERIFY(!canvas->overlay_rects()[0].intersects(canvas->overlay_rects()[1]));
+    // The overlays move: dragging the statistics window's title bar takes it along and it
+    // stays there; its "Back to the corner" button pins it back to its corner.
+    {
+      auto* c = const_cast<render::Canvas*>(canvas);
+      const QRectF before = canvas->overlay_rects()[1];
+      QPoint at(static_cast<int>(before.left()) + 40, static_cast<int>(before.top()) + 6);
+      const QPoint delta(120, -80);
+      QTest::mouseMove(c, at);
+      QTest::qWait(50);
+      QTest::mousePress(c, Qt::LeftButton, Qt::NoModifier, at);
+      QTest::qWait(50);
+      for (int i = 1; i <= 8; ++i) {
+        QTest::mouseMove(c, at + delta * i / 8);
+        QTest::qWait(30);
+      }
+      QTest::mouseRelease(c, Qt::LeftButton, Qt::NoModifier, at + delta);
+      QTest::qWait(100);
+      QVERIFY(overlay::moved(1));
+      const QRectF after = canvas->overlay_rects()[1];
+      QVERIFY2((after.topLeft() - before.topLeft() - QPointF(delta)).manhattanLength() < 6,
+               qPrintable(QString("from %1,%2 to %3,%4")
+                              .arg(before.left())
+                              .arg(before.top())
+                              .arg(after.left())
+                              .arg(after.top())));
+      QTest::qWait(200);  // still there a while later
+      // ATTNSCOPE_TEST_SHOTS=DIR keeps a picture of the moved window, to look at.
+      if (const QString dir = qEnvironmentVariable("ATTNSCOPE_TEST_SHOTS"); !dir.isEmpty())
+        window.grab().save(dir + QStringLiteral("/overlay-moved.png"));
+      QVERIFY((canvas->overlay_rects()[1].topLeft() - after.topLeft()).manhattanLength() < 1);
+      // The button "Back to the corner" is the moved window's first line: below the title
+      // bar (font 13 + frame padding 2 x 3) and the window padding (8), ImGui's defaults.
+      const QPoint button(static_cast<int>(after.left()) + 8 + 30,
+                          static_cast<int>(after.top()) + 19 + 8 + 6);
+      QTest::mouseMove(c, button);
+      QTest::qWait(40);
+      QTest::mousePress(c, Qt::LeftButton, Qt::NoModifier, button);
+      QTest::qWait(40);
+      QTest::mouseRelease(c, Qt::LeftButton, Qt::NoModifier, button);
+      QTest::qWait(100);
+      QVERIFY(!overlay::moved(1));
+      // Its corner is the bottom-left one (its height follows its contents).
+      QTRY_VERIFY2(
+          (canvas->overlay_rects()[1].bottomLeft() - before.bottomLeft()).manhattanLength() < 2,
+          qPrintable(QString("at %1,%2, pinned at %3,%4")
+                         .arg(canvas->overlay_rects()[1].left())
+                         .arg(canvas->overlay_rects()[1].bottom())
+                         .arg(before.left())
+                         .arg(before.bottom())));
+    }
     // Every figure of the Model panel's memory table fits its column on one line.
     const QTableWidget* mem = window.model_panel()->memory_table();
     const QFontMetrics fm(mem->font());
