@@ -10,6 +10,7 @@
 #include <QDir>
 #include <QFileInfo>
 #include <QOpenGLContext>
+#include <QSpinBox>
 #include <QStandardPaths>
 #include <QTimer>
 #include <cerrno>
@@ -29,7 +30,8 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: attnscope [--model M] [--compare M2] [--prompt P] [--keep-rows K | --keep-seconds S] "
+    "usage: attnscope [--model M] [--compare M2 ...] [--compare-prompt P ...] [--seeds K] "
+    "[--prompt P] [--keep-rows K | --keep-seconds S] "
     "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] "
     "[--device cpu|cuda] [--precision f32|tf32|bf16] [--autorun] [--surprise] [--view "
     "canvas|audio|text|attention|pattern|lsh|memory|step|compare] "
@@ -53,7 +55,10 @@ QString view_for(attnscope::ModalityKind kind) {
 }
 
 struct Options {
-  QString model, compare, prompt, view = QStringLiteral("canvas"), screenshot;
+  QString model, prompt, view = QStringLiteral("canvas"), screenshot;
+  QStringList compare;          // models added to the Compare grid, each --compare once
+  QStringList compare_prompts;  // its prompts besides the current one
+  std::optional<int> seeds;     // its completions per model and prompt
   std::optional<int> keep_rows;
   std::optional<double> keep_seconds;
   std::optional<QString> prompt_text;
@@ -84,7 +89,21 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
     if (a == QLatin1String("--model")) {
       if (!value(&o.model)) return std::nullopt;
     } else if (a == QLatin1String("--compare")) {
-      if (!value(&o.compare)) return std::nullopt;
+      if (!value(&v)) return std::nullopt;
+      o.compare << v;
+    } else if (a == QLatin1String("--compare-prompt")) {
+      if (!value(&v)) return std::nullopt;
+      o.compare_prompts << v;
+    } else if (a == QLatin1String("--seeds")) {
+      if (!value(&v)) return std::nullopt;
+      const int k = v.toInt(&ok);
+      if (!ok || k < 1 || k > session::Session::kCompareSeedsMax) {
+        *error = QStringLiteral("--seeds takes a whole number 1..%1, not '%2'")
+                     .arg(session::Session::kCompareSeedsMax)
+                     .arg(v);
+        return std::nullopt;
+      }
+      o.seeds = k;
     } else if (a == QLatin1String("--prompt")) {
       if (!value(&o.prompt)) return std::nullopt;
     } else if (a == QLatin1String("--screenshot")) {
@@ -184,6 +203,21 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
   }
   if (!o.compare.isEmpty() && o.model.isEmpty()) {
     *error = QStringLiteral("--compare needs --model (the model it is compared with)");
+    return std::nullopt;
+  }
+  if (o.compare.size() > session::Session::kCompareModelsMax) {
+    *error = QStringLiteral("--compare: at most %1 models besides --model")
+                 .arg(session::Session::kCompareModelsMax);
+    return std::nullopt;
+  }
+  if ((!o.compare_prompts.isEmpty() || o.seeds) && o.compare.isEmpty()) {
+    *error =
+        QStringLiteral("--compare-prompt and --seeds are for the Compare grid: give --compare");
+    return std::nullopt;
+  }
+  if (o.compare_prompts.size() > session::Session::kComparePromptsMax) {
+    *error = QStringLiteral("--compare-prompt: at most %1 prompts")
+                 .arg(session::Session::kComparePromptsMax);
     return std::nullopt;
   }
   if (o.keep_rows && o.prompt.isEmpty()) {
@@ -373,15 +407,20 @@ int main(int argc, char** argv) {
     if (opt->keep_rows) window.prompt_panel()->set_keep_rows(*opt->keep_rows);
     if (opt->keep_seconds) window.prompt_panel()->set_keep_seconds(*opt->keep_seconds);
     if (opt->prompt_text) window.prompt_panel()->set_text(*opt->prompt_text);
-    // With --compare, the second model is loaded next and --autorun runs the comparison.
-    if (!opt->compare.isEmpty())
-      window.open_compare_model(opt->compare);
-    else if (opt->autorun)
+    // With --compare, the grid's models are added next and --autorun runs the comparison
+    // once the last is in.
+    if (!opt->compare.isEmpty()) {
+      if (!opt->compare_prompts.isEmpty() && !window.set_compare_prompts(opt->compare_prompts))
+        return;
+      if (opt->seeds) window.compare_view()->seeds_box()->setValue(*opt->seeds);
+      for (const QString& m : opt->compare) window.open_compare_model(m);
+    } else if (opt->autorun)
       window.generate();
     else if (scripted)
       take_screenshot();
   });
   QObject::connect(s, &session::Session::compare_loaded, &window, [&] {
+    if (static_cast<int>(s->snapshot()->compare_models.size()) < opt->compare.size()) return;
     if (opt->autorun)
       window.run_compare();
     else if (scripted)

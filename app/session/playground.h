@@ -1,5 +1,6 @@
 // What the playground features publish in a Snapshot: the rows of the test-time knob table
-// (one per finished run of a Reformer or Perceiver AR model) and a two-model comparison.
+// (one per finished run of a Reformer or Perceiver AR model) and the Compare grid (models x
+// prompts x seeds).
 // Plain data, immutable once published; the worker computes it, views only read it.
 #pragma once
 
@@ -26,33 +27,64 @@ struct KnobRow {
   double prompt_bits_per_dim = 0;  // NaN when the prompt was empty
 };
 
-// One model's side of a comparison.
-struct CompareSide {
-  std::string name;             // the model file's name
-  std::string config_text;      // "dense, image:32x32x3, 4 layers, ..."
-  std::vector<uint8_t> tokens;  // the known tokens so far: the prompt, then the completion
-  double tokens_per_s = 0;
-  // The model scored on the real image or clip the prompt came from: mean -log2 P(true token)
-  // over the positions the models completed (NaN without a whole loaded image), and per
-  // position of the whole sequence, the "surprise" (empty without one).
-  double truth_bits_per_dim = 0;
-  std::vector<float> surprise_bits;
+// One prompt of a comparison: the current prompt, or an image or clip added on the Compare tab
+// cut as the current prompt is (the same kept prefix or painted mask).
+struct ComparePrompt {
+  std::string name;             // "current prompt" or the file's name
+  std::vector<uint8_t> prompt;  // the kept tokens; with a mask, the whole image
+  std::vector<uint8_t> keep;    // empty: prompt is a kept prefix; else one entry per position
+  std::vector<uint8_t> truth;   // the whole image or clip (seq_len tokens); empty when none
+  int64_t prompt_length = 0;    // kept tokens
+  int64_t completed = 0;        // positions each completion samples
+};
+
+// One completion: one model, one prompt, one seed.
+struct CompareCell {
+  std::vector<uint8_t> tokens;         // the known tokens so far: the prompt, then the completion
+  double tokens_per_s = 0;             // sampled positions per second
   double completion_bits_per_dim = 0;  // its own sample under itself: low is not "right"
-  double prompt_bits_per_dim = 0;      // NaN when the prompt was empty
   bool done = false;
 };
 
-// The same prompt completed by the open model (sides[0]) and the second model (sides[1]),
-// one after the other, with the same sampling parameters and seed.
+// One model's row of the grid and its figures.
+struct CompareRow {
+  std::string name;         // the model file's name
+  std::string config_text;  // "dense, image:32x32x3, 4 layers, ..."
+  int64_t parameters = 0;
+  // Measured: the most working memory (activations, caches, scratch) one of its completions
+  // took above the level before it started; weights excluded (they are parameters x 4 bytes).
+  size_t peak_bytes = 0;
+  // Per prompt: the model scored on the real image or clip the prompt came from, mean
+  // -log2 P(true token) over the completed positions (NaN without one), its "surprise" per
+  // position of the whole sequence (empty without one), and the prompt's own bits/dim (NaN
+  // when the prompt is empty).
+  std::vector<double> truth_bits_per_dim;
+  std::vector<std::vector<float>> surprise_bits;
+  std::vector<double> prompt_bits_per_dim;
+  std::vector<CompareCell> cells;  // prompts x seeds, prompt-major: cells[p * seeds + k]
+  double generated = 0;            // positions sampled over its finished cells
+  double seconds = 0;              // and the time they took
+  double tokens_per_s() const { return seconds > 0 ? generated / seconds : 0; }
+  bool done() const;
+};
+
+// The grid: every model (rows[0] the open one) completes every prompt with every seed, the
+// same sampling parameters otherwise, one completion after another.
 struct CompareResult {
   attnscope::Modality modality;
-  int64_t length = 0;         // tokens per completion
-  int64_t prompt_length = 0;  // kept tokens
-  std::vector<uint8_t> keep;  // empty: the prompt is a kept prefix; else one entry per position
-  bool has_truth = false;     // the prompt came from a whole loaded image or clip
-  uint64_t seed = 0;
-  int64_t done = 0;  // positions generated so far over both sides, of 2 * length
-  CompareSide sides[2];
+  int64_t length = 0;  // tokens per completion
+  std::vector<ComparePrompt> prompts;
+  std::vector<uint64_t> seeds;
+  std::vector<CompareRow> rows;
+  int64_t done = 0;   // positions sampled so far over every cell
+  int64_t total = 0;  // of this many
+  const CompareCell& cell(size_t row, size_t prompt, size_t seed) const {
+    return rows[row].cells[prompt * seeds.size() + seed];
+  }
+  bool has_truth() const;  // some prompt came from a whole loaded image or clip
+  // rows[row]'s true-data bits/dim over every completed position of every prompt that has a
+  // real image or clip (each prompt weighted by its completed positions); NaN when none has.
+  double truth_bits_mean(size_t row) const;
 };
 
 // The open model's score of the whole loaded image or clip (the sequence the prompt was cut

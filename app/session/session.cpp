@@ -326,7 +326,8 @@ void Session::publish(RunState state, double tokens_per_s, double eta_s, std::st
   s->message = std::move(message);
   s->knob_rows = knob_rows_;
   s->compare = compare_;
-  s->compare_model = compare_name_;
+  for (const CompareModel& m : compare_models_) s->compare_models.push_back(m.name);
+  for (const PromptSource& p : compare_sources_) s->compare_prompts.push_back(p.name);
   s->has_truth = summary_ && truth_.size() == static_cast<size_t>(summary_->config.seq_len());
   s->truth = truth_score_;
   s->truth_pending = truth_pending_.load();

@@ -74,12 +74,26 @@ class Session : public QObject {
   // Snapshot::truth once done. Does nothing when there is no such image or it is scored already;
   // Stop, a new prompt or model cancel it.
   void score_truth();
-  // Loads a second model for the Compare tab; it must have the open model's modality and size.
-  // Ends in compare_loaded() or failed("Compare", ...), which keeps no second model.
+  // Adds a model to the Compare grid (at most kCompareModelsMax besides the open one); it must
+  // have the open model's modality and size. Ends in compare_loaded() or failed("Compare", ...),
+  // which adds nothing. The models stay across model and prompt changes until cleared.
+  static constexpr int kCompareModelsMax = 8;
   void open_compare_model(const QString& path);
-  // Completes the current prompt with the open model and then with the second model, same
-  // sampling parameters and seed; Stop cancels it. Ends in one compare_ended().
-  void compare(const attnscope::SamplingParams& sampling);
+  void clear_compare_models();
+  // The prompts the grid completes besides the current one: whole images or clips (what the
+  // prompt panel reads from a file), each cut as the current prompt is when Compare runs.
+  // Replaces the previous list; at most kComparePromptsMax.
+  static constexpr int kComparePromptsMax = 16;
+  struct PromptSource {
+    std::string name;
+    std::vector<uint8_t> tokens;
+  };
+  void set_compare_prompts(std::vector<PromptSource> prompts);
+  // Completes every prompt (the current one first) with the open model and every added model,
+  // with seeds seed, seed + 1, .., seed + seeds - 1 and otherwise the same sampling
+  // parameters; Stop cancels it. Ends in one compare_ended().
+  static constexpr int kCompareSeedsMax = 8;
+  void compare(const attnscope::SamplingParams& sampling, int seeds = 1);
 
  signals:
   // Emitted on the thread Session lives in (the GUI thread), never on the worker.
@@ -112,8 +126,11 @@ class Session : public QObject {
   void do_knobs(const Knobs& knobs);
   void do_open_compare(const QString& path);
   void do_score_truth(std::shared_ptr<attnscope::CancelFlag> cancel);
-  void do_compare(const attnscope::SamplingParams& sampling,
+  void do_compare(const attnscope::SamplingParams& sampling, int seeds,
                   std::shared_ptr<attnscope::CancelFlag> cancel);
+  // The grid's prompts: the current one, then the added ones cut as it is; a message in
+  // *error for an added one the open model cannot take.
+  std::vector<ComparePrompt> compare_prompts(std::string* error) const;
   // Why the second model cannot complete the open model's prompt; empty when it can.
   std::string compare_mismatch(const attnscope::ModelConfig& second) const;
   void post_compare_ended(bool finished);
@@ -148,8 +165,12 @@ class Session : public QObject {
   uint64_t serial_ = 0;
   double last_tokens_per_s_ = 0;  // of the latest finished sample
   std::vector<KnobRow> knob_rows_;
-  std::unique_ptr<attnscope::Model> compare_model_;
-  std::string compare_name_;
+  struct CompareModel {
+    std::unique_ptr<attnscope::Model> model;
+    std::string name;
+  };
+  std::vector<CompareModel> compare_models_;
+  std::vector<PromptSource> compare_sources_;
   std::shared_ptr<const CompareResult> compare_;
 
   // GUI-thread state: the cancel flag of the latest generate(), set by stop().

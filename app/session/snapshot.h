@@ -110,9 +110,11 @@ struct Snapshot {
   bool truth_pending = false;  // a score_truth() is queued or running
   std::string truth_error;     // why the last score failed (an engine error, not a Stop)
   std::shared_ptr<const TruthScore> truth;
-  // The latest comparison with a second model (null before one starts).
+  // The latest Compare grid (null before one starts), the file names of the models added to
+  // it and of the prompts added besides the current one.
   std::shared_ptr<const CompareResult> compare;
-  std::string compare_model;  // the second model's file name; empty when none is loaded
+  std::vector<std::string> compare_models;
+  std::vector<std::string> compare_prompts;
 };
 
 }  // namespace session

@@ -18,6 +18,7 @@
 #include <QMimeData>
 #include <QScreen>
 #include <QSettings>
+#include <QSpinBox>
 #include <QStackedWidget>
 #include <QStandardPaths>
 #include <QStatusBar>
@@ -31,6 +32,7 @@
 #include "export.h"
 #include "imgui/overlay.h"
 #include "lsh_view.h"
+#include "media.h"
 #include "memory_view.h"
 #include "model_panel.h"
 #include "pattern_view.h"
@@ -101,6 +103,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
   connect(sampling_, &SamplingPanel::stop_requested, session_, &session::Session::stop);
   connect(compare_view_, &CompareView::load_requested, this, &MainWindow::choose_compare_model);
   connect(compare_view_, &CompareView::compare_requested, this, &MainWindow::run_compare);
+  connect(compare_view_, &CompareView::prompts_requested, this,
+          &MainWindow::choose_compare_prompts);
   connect(sampling_, &SamplingPanel::shown_sample_changed, audio_view_, &AudioView::set_sample);
   connect(sampling_, &SamplingPanel::shown_sample_changed, text_view_, &TextView::set_sample);
 
@@ -467,17 +471,54 @@ void MainWindow::open_compare_model(const QString& path) {
 
 void MainWindow::run_compare() {
   session_->set_knobs(sampling_->knobs());
-  session_->compare(sampling_->params());
+  session_->compare(sampling_->params(), compare_view_->seeds_box()->value());
 }
 
 void MainWindow::choose_compare_model() {
-  const QString path =
-      QFileDialog::getOpenFileName(this, tr("Load a second model to compare"), last_dir_,
-                                   tr("Attnscope models (*.safetensors);;All files (*)"), nullptr,
-                                   QFileDialog::DontUseNativeDialog);
-  if (path.isEmpty()) return;
-  last_dir_ = QFileInfo(path).absolutePath();
-  open_compare_model(path);
+  const QStringList paths =
+      QFileDialog::getOpenFileNames(this, tr("Add models to compare"), last_dir_,
+                                    tr("Attnscope models (*.safetensors);;All files (*)"), nullptr,
+                                    QFileDialog::DontUseNativeDialog);
+  if (paths.isEmpty()) return;
+  last_dir_ = QFileInfo(paths.front()).absolutePath();
+  for (const QString& path : paths) open_compare_model(path);
+}
+
+bool MainWindow::set_compare_prompts(const QStringList& paths) {
+  const auto snap = session_->snapshot();
+  if (!snap->model) {
+    show_error(tr("Compare"), tr("Open a model first: prompts are read at its size."));
+    return false;
+  }
+  const attnscope::Modality& m = snap->model->config.modality;
+  if (m.kind == attnscope::ModalityKind::kText) {
+    show_error(tr("Compare"), tr("A text model's grid completes the typed prompt only."));
+    return false;
+  }
+  std::vector<session::Session::PromptSource> sources;
+  for (const QString& path : paths) {
+    std::string note;
+    auto tokens = m.kind == attnscope::ModalityKind::kAudio
+                      ? cli::audio_read_tokens(path.toStdString(), m, &note)
+                      : cli::image_read_tokens(path.toStdString(), m, /*allow_scale=*/true, &note);
+    if (!tokens) {
+      show_error(tr("Compare"), QString::fromStdString(tokens.status().message()));
+      return false;
+    }
+    sources.push_back({QFileInfo(path).fileName().toStdString(), std::move(*tokens)});
+  }
+  session_->set_compare_prompts(std::move(sources));
+  return true;
+}
+
+void MainWindow::choose_compare_prompts() {
+  const QStringList paths = QFileDialog::getOpenFileNames(
+      this, tr("Add prompts to compare on"), last_dir_,
+      tr("Images and clips (*.png *.jpg *.jpeg *.bmp *.gif *.ppm *.wav);;All files (*)"), nullptr,
+      QFileDialog::DontUseNativeDialog);
+  if (paths.isEmpty()) return;
+  last_dir_ = QFileInfo(paths.front()).absolutePath();
+  set_compare_prompts(paths);
 }
 
 void MainWindow::add_recent(const QString& path) {

@@ -51,8 +51,11 @@ class MainWindow : public QMainWindow {
   bool views_pending() const;
   // The Compare tab ("compare" for show_view).
   CompareView* compare_view() const { return compare_view_; }
-  // Loads the second model of the Compare tab; ends in session()->compare_loaded() or a message.
+  // Adds a model to the Compare grid; ends in session()->compare_loaded() or a message.
   void open_compare_model(const QString& path);
+  // Reads image or audio files (as the prompt panel reads a prompt) and gives them to the
+  // Compare grid as its added prompts; false, with a message shown, when one cannot be read.
+  bool set_compare_prompts(const QStringList& paths);
   // Completes the prompt with both models (the Compare tab's Compare button).
   void run_compare();
   // Exports the inspection or Compare tab on show to path; an error message on failure.
@@ -116,6 +119,7 @@ class MainWindow : public QMainWindow {
   std::vector<std::pair<QString, InspectView*>> inspect_views_;
   void choose_view_export();
   void choose_compare_model();
+  void choose_compare_prompts();
   CompareView* compare_view_;
   AudioView* audio_view_;
   TextView* text_view_;

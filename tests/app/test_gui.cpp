@@ -721,7 +721,7 @@ class TestGui : public QObject {
     QCOMPARE(sp->knob_table()->rowCount(), 2);  // the rows accumulate
   }
 
-  void compare_tab_shows_both_completions() {
+  void compare_tab_shows_the_grid() {
     QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
     window_->open_model(tiny_);
     QVERIFY(loaded.wait(10000));
@@ -732,86 +732,132 @@ class TestGui : public QObject {
     QVERIFY(window_->show_view(QStringLiteral("compare")));
     ui::CompareView* cv = window_->compare_view();
     QVERIFY(cv->isVisible() && !cv->compare_button()->isEnabled());
+    QVERIFY(cv->setup_label()->text().contains(QStringLiteral("add at least one")));
     const QString second = make_family_model(dir_, QStringLiteral("second-sparse.safetensors"),
                                              Family::kSparse, "image:8x8x3");
     QSignalSpy compare_loaded(window_->session(), &session::Session::compare_loaded);
     window_->open_compare_model(second);
     QVERIFY(compare_loaded.wait(10000));
     QTRY_VERIFY(cv->compare_button()->isEnabled());
+    // A second prompt read from a file as the prompt panel reads one: a flat orange image.
+    QImage orange(8, 8, QImage::Format_RGB888);
+    orange.fill(QColor(240, 140, 20));
+    const QString orange_path = dir_.filePath(QStringLiteral("orange.png"));
+    QVERIFY(orange.save(orange_path));
+    QVERIFY(window_->set_compare_prompts({orange_path}));
+    QTRY_VERIFY(cv->setup_label()->text().contains(QStringLiteral("orange.png")));
+    cv->seeds_box()->setValue(2);
     QSignalSpy ended(window_->session(), &session::Session::compare_ended);
     QTest::mouseClick(cv->compare_button(), Qt::LeftButton);
     QVERIFY(ended.wait(60000));
     QVERIFY(ended.at(0).at(0).toBool());
-    QTRY_VERIFY(cv->result() && cv->result()->sides[1].done);
+    QTRY_VERIFY(cv->result() && cv->result()->rows.size() == 2 && cv->result()->rows[1].done());
     QCOMPARE(cv->progress()->value(), 1000);
-    const std::vector<uint8_t> prompt(cv->result()->sides[0].tokens.begin(),
-                                      cv->result()->sides[0].tokens.begin() + 96);
+    const session::CompareResult& r = *cv->result();
+    QCOMPARE(r.prompts.size(), size_t{2});
+    QCOMPARE(r.seeds.size(), size_t{2});
+    QCOMPARE(r.prompts[1].truth.size(), size_t{192});
+    QCOMPARE(QColor(r.prompts[1].truth[0], r.prompts[1].truth[1], r.prompts[1].truth[2]),
+             QColor(240, 140, 20));
+    // Every cell is the engine's completion of its prompt with its seed.
     const QString paths[2] = {tiny_, second};
-    for (int i = 0; i < 2; ++i) {
+    for (size_t i = 0; i < 2; ++i) {
       auto file = safetensors_load(paths[i].toStdString());
       QVERIFY(file.has_value());
       auto m = model_create(file->cfg, file->weights);
       QVERIFY(m.has_value() && *m);
-      GenerateRequest req;
-      req.prompt = prompt;
-      req.sampling = window_->sampling_panel()->params();
-      auto want = generate(**m, req);
-      QVERIFY(want.has_value());
-      QCOMPARE(cv->result()->sides[i].tokens, *want);
-      // Each model is scored on the real image the prompt came from, over the 96 positions it
-      // completed (not on its own sample), with the surprise of every position.
-      const std::vector<uint8_t>& truth = window_->prompt_panel()->tokens();
-      QCOMPARE(truth.size(), size_t{192});
-      Tensor lp;
-      QVERIFY(model_log_probs(**m, truth.data(), 192, &lp));
-      double sum = 0;
-      const session::CompareSide& side = cv->result()->sides[i];
-      QCOMPARE(side.surprise_bits.size(), size_t{192});
-      for (int p = 0; p < 192; ++p) {
-        const double bits = -lp.data()[p * 256 + truth[p]] / std::log(2.0);
-        QVERIFY(std::abs(side.surprise_bits[p] - bits) < 1e-4);
-        if (p >= 96) sum += bits;
-      }
-      QVERIFY(std::abs(side.truth_bits_per_dim - sum / 96) < 1e-5);
-      const QString stats = cv->stats_label(i)->text();
-      QVERIFY2(stats.contains(QStringLiteral("tokens/s")) &&
-                   stats.count(QStringLiteral("bits/dim")) == 3 &&
-                   stats.contains(QStringLiteral("true image, the 96 completed positions: <b>%1")
-                                      .arg(side.truth_bits_per_dim, 0, 'f', 3)) &&
-                   stats.contains(QString::number(side.completion_bits_per_dim, 'f', 3)),
-               qPrintable(stats));
-      QVERIFY(cv->stats_label(i)->isVisible());
+      for (size_t p = 0; p < 2; ++p)
+        for (size_t k = 0; k < 2; ++k) {
+          GenerateRequest req;
+          req.prompt = r.prompts[p].prompt;
+          req.sampling = window_->sampling_panel()->params();
+          req.sampling.seed = r.seeds[k];
+          auto want = generate(**m, req);
+          QVERIFY(want.has_value());
+          QCOMPARE(r.cell(i, p, k).tokens, *want);
+        }
     }
-    // The surprise overlay recolours the panes (viridis of each pixel's mean surprise) and
+    QCOMPARE(r.seeds[1], r.seeds[0] + 1);
+    // The table: one row per model with its measured figures, as the result holds them.
+    QTableWidget* t = cv->table();
+    QCOMPARE(t->rowCount(), 2);
+    for (int i = 0; i < 2; ++i) {
+      const session::CompareRow& row = r.rows[static_cast<size_t>(i)];
+      QCOMPARE(t->item(i, 0)->text(), QString::fromStdString(row.name));
+      QCOMPARE(t->item(i, 3)->text(), QString::number(row.tokens_per_s(), 'f', 0));
+      QVERIFY(row.peak_bytes > 0);
+      QCOMPARE(t->item(i, 4)->text(),
+               QString::fromStdString(mem_format_bytes(static_cast<double>(row.peak_bytes))));
+      QCOMPARE(t->item(i, 5)->text(),
+               QString::number(r.truth_bits_mean(static_cast<int>(i)), 'f', 3));
+      QVERIFY(!std::isnan(r.truth_bits_mean(static_cast<size_t>(i))));
+    }
+    QCOMPARE(t->item(1, 0)->text(), QStringLiteral("second-sparse.safetensors"));
+    // The grid draws each cell's tokens: the completed bottom-right pixel of model 1, prompt 1,
+    // seed 1 read back from the widget.
+    ui::CompareGrid* g = cv->grid();
+    const QImage shot = g->grab().toImage();
+    for (int row = 0; row < 2; ++row)
+      for (int p = 0; p < 2; ++p)
+        for (int k = 0; k < 2; ++k) {
+          const QRect box = g->cell_rect(row, p, k);
+          QVERIFY(!box.isEmpty() && shot.rect().contains(box));
+          const std::vector<uint8_t>& tok =
+              r.cell(static_cast<size_t>(row), static_cast<size_t>(p), static_cast<size_t>(k))
+                  .tokens;
+          // The image is centred in the box at a whole scale: its last pixel's centre.
+          const int scale = std::min(box.width(), box.height()) / 8;
+          const QPoint at(box.left() + (box.width() - 8 * scale) / 2 + 7 * scale + scale / 2,
+                          box.top() + (box.height() - 8 * scale) / 2 + 7 * scale + scale / 2);
+          QCOMPARE(QColor(shot.pixel(at)), QColor(tok[189], tok[190], tok[191]));
+        }
+    // The real-data row shows each prompt's real image over its first seed column.
+    const QRect truth_box = g->cell_rect(-1, 1, 0);
+    QVERIFY(!truth_box.isEmpty());
+    QCOMPARE(QColor(shot.pixel(truth_box.center())), QColor(240, 140, 20));
+    // Hovering a cell names it with its figures.
+    const QString hover = g->cell_text(g->cell_rect(1, 1, 1).center());
+    QVERIFY2(
+        hover.contains(
+            QStringLiteral("second-sparse.safetensors on orange.png, seed %1").arg(r.seeds[1])) &&
+            hover.contains(QString::number(r.rows[1].truth_bits_per_dim[1], 'f', 3)),
+        qPrintable(hover));
+    // The surprise overlay recolours the model rows (viridis of each pixel's mean surprise) and
     // shows its colour bar.
     auto* surprise = cv->findChild<QCheckBox*>(QStringLiteral("compare-surprise"));
     QVERIFY(surprise);
-    const QImage plain = cv->grab().toImage();
     surprise->setChecked(true);
-    const QImage overlay = cv->grab().toImage();
-    QVERIFY(plain != overlay);
-    QSet<QRgb> viridis_seen;
-    for (int y = 0; y < overlay.height(); y += 2)
-      for (int x = 0; x < overlay.width(); x += 2) viridis_seen.insert(overlay.pixel(x, y));
-    QVERIFY(viridis_seen.size() > plain.width() / 8);
-    QVERIFY(cv->title_label(1)->text().contains(QStringLiteral("second-sparse.safetensors")));
-    // Ctrl+E's export on this tab: the side-by-side view as PNG.
+    const QImage overlay = g->grab().toImage();
+    QVERIFY(overlay != shot);
+    {
+      const std::vector<float>& bits = r.rows[0].surprise_bits[0];
+      const double mean = (bits[189] + bits[190] + bits[191]) / 3 / 8;
+      const render::Rgb8 v = render::viridis(mean);
+      const QRect box = g->cell_rect(0, 0, 0);
+      const int scale = std::min(box.width(), box.height()) / 8;
+      const QPoint at(box.left() + (box.width() - 8 * scale) / 2 + 7 * scale + scale / 2,
+                      box.top() + (box.height() - 8 * scale) / 2 + 7 * scale + scale / 2);
+      QCOMPARE(QColor(overlay.pixel(at)), QColor(v.r, v.g, v.b));
+    }
+    // Ctrl+E's export on this tab: the table and grid as PNG...
     const QString png = dir_.filePath(QStringLiteral("compare.png"));
     QVERIFY(window_->export_view_to(png));
     const QImage img(png);
-    QVERIFY(!img.isNull() && img.width() > img.height() / 2);
+    QVERIFY(!img.isNull() && img.height() >= g->height() + t->height());
     QCOMPARE(cv->export_name(), QStringLiteral("tiny-vs-second-sparse-compare.png"));
-    // ...and its figures as CSV beside it, one row per model.
+    // ...and every cell's figures as CSV beside it: 2 models x 2 prompts x 2 seeds.
     QFile csv(dir_.filePath(QStringLiteral("compare.csv")));
     QVERIFY(csv.open(QIODevice::ReadOnly));
     const QStringList rows = QString::fromUtf8(csv.readAll()).split('\n', Qt::SkipEmptyParts);
-    QCOMPARE(rows.size(), 3);
-    QVERIFY(rows[0].contains(QStringLiteral("true_image_bits_per_dim")));
-    QVERIFY2(
-        rows[2].startsWith(QStringLiteral("\"second-sparse.safetensors\"")) &&
-            rows[2].contains(QString::number(cv->result()->sides[1].truth_bits_per_dim, 'f', 4)),
-        qPrintable(rows[2]));
+    QCOMPARE(rows.size(), 9);
+    QVERIFY(rows[0].contains(QStringLiteral("true_data_bits_per_dim")));
+    QVERIFY2(rows[8].startsWith(QStringLiteral("\"second-sparse.safetensors\"")) &&
+                 rows[8].contains(QStringLiteral("\"orange.png\",%1").arg(r.seeds[1])) &&
+                 rows[8].contains(QString::number(r.rows[1].truth_bits_per_dim[1], 'f', 4)),
+             qPrintable(rows[8]));
     surprise->setChecked(false);
+    cv->seeds_box()->setValue(1);
+    QVERIFY(window_->set_compare_prompts({}));
   }
 
   void mismatched_second_model_is_refused() {
@@ -827,8 +873,8 @@ class TestGui : public QObject {
     QVERIFY(cv->message_label()->isVisible());
     QCOMPARE(cv->message_label()->text(), closer.text);
     // The second model loaded before stays.
-    QCOMPARE(window_->session()->snapshot()->compare_model,
-             std::string("second-sparse.safetensors"));
+    QCOMPARE(window_->session()->snapshot()->compare_models,
+             std::vector<std::string>{"second-sparse.safetensors"});
     QVERIFY(window_->isVisible());
     window_->show_view(QStringLiteral("canvas"));
   }

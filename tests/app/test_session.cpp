@@ -380,7 +380,7 @@ class TestSession : public QObject {
     }
   }
 
-  void compare_equals_engine_generate_for_each_model() {
+  void compare_grid_equals_engine_generate_for_each_cell() {
     const QString a = make_model(dir_, QStringLiteral("cmp-a.safetensors"), "image:8x8x3", 2, 32);
     const QString b = make_family_model(dir_, QStringLiteral("cmp-b.safetensors"), Family::kSparse,
                                         "image:8x8x3");
@@ -391,50 +391,94 @@ class TestSession : public QObject {
     QSignalSpy loaded(&s, &Session::model_loaded);
     s.open_model(a);
     QVERIFY(loaded.wait(10000));
-    std::vector<uint8_t> prompt(2 * 8 * 3);
-    for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<uint8_t>(i * 5);
-    s.set_prompt_tokens(prompt);
+    // The current prompt: the first 2 rows of an image, the image its real data.
+    std::vector<uint8_t> image(192), second_image(192);
+    for (size_t i = 0; i < image.size(); ++i) {
+      image[i] = static_cast<uint8_t>(i * 5);
+      second_image[i] = static_cast<uint8_t>(250 - i);
+    }
+    const std::vector<uint8_t> prompt(image.begin(), image.begin() + 2 * 8 * 3);
+    s.set_prompt_tokens(prompt, image);
 
-    // A model of another size is refused and no second model is kept.
+    // A model of another size is refused and nothing is added.
     QSignalSpy failed(&s, &Session::failed);
     s.open_compare_model(other);
     QVERIFY(failed.wait(10000));
     QCOMPARE(failed.at(0).at(0).toString(), QStringLiteral("Compare"));
     QVERIFY2(failed.at(0).at(1).toString().contains(QStringLiteral("image:8x4x3")),
              qPrintable(failed.at(0).at(1).toString()));
-    QVERIFY(s.snapshot()->compare_model.empty());
+    QVERIFY(s.snapshot()->compare_models.empty());
 
     QSignalSpy compare_loaded(&s, &Session::compare_loaded);
     s.open_compare_model(b);
     QVERIFY(compare_loaded.wait(10000));
-    QCOMPARE(s.snapshot()->compare_model, std::string("cmp-b.safetensors"));
+    QCOMPARE(s.snapshot()->compare_models, std::vector<std::string>{"cmp-b.safetensors"});
+    // A prompt of the wrong size is refused when Compare runs, naming it.
+    s.set_compare_prompts({{"small.png", std::vector<uint8_t>(96, 7)}});
+    QTRY_COMPARE(s.snapshot()->compare_prompts, std::vector<std::string>{"small.png"});
     SamplingParams p;
     p.seed = 9;
     p.top_k = 20;
+    QSignalSpy refused(&s, &Session::compare_ended);
+    s.compare(p, 2);
+    QVERIFY(refused.wait(10000));
+    QVERIFY(!refused.at(0).at(0).toBool());
+    QVERIFY2(failed.last().at(1).toString().contains(QStringLiteral("small.png has 96 tokens")),
+             qPrintable(failed.last().at(1).toString()));
+
+    s.set_compare_prompts({{"second.png", second_image}});
     QSignalSpy ended(&s, &Session::compare_ended);
-    s.compare(p);
+    s.compare(p, 2);
     QVERIFY(ended.wait(60000));
     QVERIFY(ended.at(0).at(0).toBool());
     const auto r = s.snapshot()->compare;
     QVERIFY(r);
-    QCOMPARE(r->done, int64_t(2 * 192));
-    QCOMPARE(r->prompt_length, int64_t(prompt.size()));
+    // 2 models x 2 prompts x 2 seeds, 144 positions each.
+    QCOMPARE(r->rows.size(), size_t{2});
+    QCOMPARE(r->prompts.size(), size_t{2});
+    QCOMPARE(r->seeds, (std::vector<uint64_t>{9, 10}));
+    QCOMPARE(r->total, int64_t(8 * 144));
+    QCOMPARE(r->done, r->total);
+    QCOMPARE(r->prompts[1].name, std::string("second.png"));
+    QCOMPARE(r->prompts[1].prompt_length, int64_t(prompt.size()));
     const QString paths[2] = {a, b};
-    for (int i = 0; i < 2; ++i) {
+    const std::vector<uint8_t>* truths[2] = {&image, &second_image};
+    for (size_t i = 0; i < 2; ++i) {
       const std::unique_ptr<Model> m = load_edited(paths[i], [](ModelConfig&) {});
       QVERIFY(m);
-      const std::vector<uint8_t> want = engine_generate(*m, prompt, p);
-      QCOMPARE(r->sides[i].tokens, want);
-      QVERIFY(r->sides[i].done && r->sides[i].tokens_per_s > 0);
-      QCOMPARE(r->sides[i].completion_bits_per_dim, *model_bits_per_dim(*m, want.data(), 192));
-      QCOMPARE(r->sides[i].prompt_bits_per_dim,
-               *model_bits_per_dim(*m, prompt.data(), static_cast<int64_t>(prompt.size())));
+      const session::CompareRow& row = r->rows[i];
+      QCOMPARE(row.parameters, model_param_count(m->config()));
+      QVERIFY(row.done() && row.tokens_per_s() > 0 && row.peak_bytes > 0);
+      double weighted = 0;
+      for (size_t pi = 0; pi < 2; ++pi) {
+        const std::vector<uint8_t>& truth = *truths[pi];
+        const std::vector<uint8_t> kept(truth.begin(), truth.begin() + 48);
+        // Each model is scored on the real image over the 144 positions it completes.
+        Tensor lp;
+        QVERIFY(model_log_probs(*m, truth.data(), 192, &lp));
+        double sum = 0;
+        for (int q = 48; q < 192; ++q) sum += -lp.data()[q * 256 + truth[q]] / std::log(2.0);
+        QVERIFY(std::abs(row.truth_bits_per_dim[pi] - sum / 144) < 1e-5);
+        QCOMPARE(row.surprise_bits[pi].size(), size_t{192});
+        weighted += row.truth_bits_per_dim[pi];
+        QCOMPARE(row.prompt_bits_per_dim[pi], *model_bits_per_dim(*m, kept.data(), 48));
+        for (size_t k = 0; k < 2; ++k) {
+          SamplingParams pk = p;
+          pk.seed = r->seeds[k];
+          const std::vector<uint8_t> want = engine_generate(*m, kept, pk);
+          const session::CompareCell& c = r->cell(i, pi, k);
+          QCOMPARE(c.tokens, want);
+          QVERIFY(c.done && c.tokens_per_s > 0);
+          QCOMPARE(c.completion_bits_per_dim, *model_bits_per_dim(*m, want.data(), 192));
+        }
+      }
+      QVERIFY(std::abs(r->truth_bits_mean(i) - weighted / 2) < 1e-9);
+      QVERIFY(r->cell(i, 0, 0).tokens != r->cell(i, 0, 1).tokens);
     }
-    QVERIFY(r->sides[0].tokens != r->sides[1].tokens);
+    QVERIFY(r->cell(0, 0, 0).tokens != r->cell(1, 0, 0).tokens);
 
-    // With a painted mask both sides regenerate exactly the painted positions.
-    std::vector<uint8_t> image(192), keep(192, 1);
-    for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 7 + 1);
+    // With a painted mask every cell regenerates exactly the painted positions.
+    std::vector<uint8_t> keep(192, 1);
     std::fill(keep.begin() + 30, keep.begin() + 60, 0);
     s.set_prompt_mask(image, keep);
     QTRY_VERIFY(s.snapshot()->run && s.snapshot()->run->has_keep_mask());
@@ -443,19 +487,26 @@ class TestSession : public QObject {
     QVERIFY(ended_masked.wait(60000));
     QVERIFY(ended_masked.at(0).at(0).toBool());
     const auto rm = s.snapshot()->compare;
-    for (int i = 0; i < 2; ++i) {
+    QCOMPARE(rm->prompts[1].keep, keep);
+    QCOMPARE(rm->prompts[1].completed, int64_t(30));
+    for (size_t i = 0; i < 2; ++i) {
       const std::unique_ptr<Model> m = load_edited(paths[i], [](ModelConfig&) {});
-      GenerateRequest req;
-      req.prompt = image;
-      req.keep = keep;
-      req.length = 192;
-      req.sampling = p;
-      auto want = generate(*m, req);
-      QVERIFY(want.has_value());
-      QCOMPARE(rm->sides[i].tokens, *want);
-      for (size_t j = 0; j < keep.size(); ++j)
-        if (keep[j]) QCOMPARE(rm->sides[i].tokens[j], image[j]);
+      for (size_t pi = 0; pi < 2; ++pi) {
+        GenerateRequest req;
+        req.prompt = *truths[pi];
+        req.keep = keep;
+        req.length = 192;
+        req.sampling = p;
+        auto want = generate(*m, req);
+        QVERIFY(want.has_value());
+        QCOMPARE(rm->cell(i, pi, 0).tokens, *want);
+        for (size_t j = 0; j < keep.size(); ++j)
+          if (keep[j]) QCOMPARE(rm->cell(i, pi, 0).tokens[j], (*truths[pi])[j]);
+      }
     }
+    // Clearing removes the added models; Compare then asks for one.
+    s.clear_compare_models();
+    QTRY_VERIFY(s.snapshot()->compare_models.empty() && !s.snapshot()->compare);
   }
 
   void corrupt_model_fails_and_keeps_the_open_one() {
