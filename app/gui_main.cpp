@@ -419,8 +419,11 @@ int main(int argc, char** argv) {
     else if (scripted)
       take_screenshot();
   });
+  // Counted by signal, not read from the snapshot: the worker may have loaded every model
+  // before the first signal arrives, and a second Compare would cancel the first.
+  int compare_loaded = 0;
   QObject::connect(s, &session::Session::compare_loaded, &window, [&] {
-    if (static_cast<int>(s->snapshot()->compare_models.size()) < opt->compare.size()) return;
+    if (++compare_loaded != opt->compare.size()) return;
     if (opt->autorun)
       window.run_compare();
     else if (scripted)
