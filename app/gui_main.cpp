@@ -431,7 +431,16 @@ int main(int argc, char** argv) {
   });
   if (scripted) {
     QObject::connect(s, &session::Session::run_ended, &window, take_screenshot);
-    QObject::connect(s, &session::Session::compare_ended, &window, take_screenshot);
+    // A scripted comparison says how it ended, so a script can tell a finished grid from one
+    // that was stopped.
+    QObject::connect(s, &session::Session::compare_ended, &window, [&](bool finished) {
+      const auto r = s->snapshot()->compare;
+      std::printf("attnscope: Compare %s: %zu models x %zu prompts x %zu seeds\n",
+                  finished ? "finished" : "stopped", r ? r->rows.size() : size_t{0},
+                  r ? r->prompts.size() : size_t{0}, r ? r->seeds.size() : size_t{0});
+      std::fflush(stdout);
+      take_screenshot();
+    });
   }
 
   const QString model = opt->model.isEmpty() ? default_model() : opt->model;

@@ -182,6 +182,7 @@ class TestBundledModels : public QObject {
       }
       r.code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1;
       r.err = p.readAllStandardError();
+      r.out = p.readAllStandardOutput();
       return r;
     };
     const QString model = assets("models/icons.safetensors");
@@ -195,6 +196,20 @@ class TestBundledModels : public QObject {
     } else {
       QVERIFY2(r.code == 0, r.err.constData());
       QVERIFY(QFileInfo(shot).size() > 1000);
+      // A scripted Compare grid of three models runs once, to its end, before the shot (each
+      // added model once started a new comparison that cancelled the last).
+      const QString grid = tmp.filePath("grid.png");
+      r = run("offscreen",
+              {"--model", model, "--compare", assets("models/icons-sparse.safetensors"),
+               "--compare", assets("models/icons-hourglass.safetensors"), "--prompt",
+               assets("prompts/unseen-themes/tango-devices-video-display.png"), "--compare-prompt",
+               assets("prompts/unseen-themes/nuovext2-devices-media-floppy.png"), "--seeds", "2",
+               "--keep-rows", "24", "--view", "compare", "--autorun", "--screenshot", grid});
+      QVERIFY2(r.code == 0, r.err.constData());
+      QCOMPARE(r.out.count("attnscope: Compare"), 1);
+      QVERIFY2(r.out.contains("attnscope: Compare finished: 3 models x 2 prompts x 2 seeds"),
+               r.out.constData());
+      QVERIFY(QFileInfo(grid).size() > 1000);
     }
   }
 };
