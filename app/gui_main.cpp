@@ -56,6 +56,7 @@ QString view_for(attnscope::ModalityKind kind) {
 
 struct Options {
   QString model, prompt, view = QStringLiteral("canvas"), screenshot;
+  QString export_path;          // the view's own export (Ctrl+E) once the run ends, beside the shot
   QStringList compare;          // models added to the Compare grid, each --compare once
   QStringList compare_prompts;  // its prompts besides the current one
   std::optional<int> seeds;     // its completions per model and prompt
@@ -108,6 +109,8 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
       if (!value(&o.prompt)) return std::nullopt;
     } else if (a == QLatin1String("--screenshot")) {
       if (!value(&o.screenshot)) return std::nullopt;
+    } else if (a == QLatin1String("--export")) {
+      if (!value(&o.export_path)) return std::nullopt;
     } else if (a == QLatin1String("--view")) {
       if (!value(&o.view)) return std::nullopt;
     } else if (a == QLatin1String("--keep-rows")) {
@@ -219,6 +222,21 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
     *error = QStringLiteral("--compare-prompt: at most %1 prompts")
                  .arg(session::Session::kComparePromptsMax);
     return std::nullopt;
+  }
+  if (!o.export_path.isEmpty()) {
+    if (o.screenshot.isEmpty() || o.view == QLatin1String("canvas") ||
+        o.view == QLatin1String("audio") || o.view == QLatin1String("text")) {
+      *error = QStringLiteral(
+          "--export writes an inspection or Compare tab's picture and data (as Ctrl+E) with "
+          "--screenshot and --view attention|pattern|lsh|memory|step|compare");
+      return std::nullopt;
+    }
+    if (!QFileInfo(o.export_path).absoluteDir().exists() ||
+        !o.export_path.endsWith(QLatin1String(".png"), Qt::CaseInsensitive)) {
+      *error = QStringLiteral("--export takes FILE.png in a folder that exists, not '%1'")
+                   .arg(o.export_path);
+      return std::nullopt;
+    }
   }
   if (o.keep_rows && o.prompt.isEmpty()) {
     *error = QStringLiteral("--keep-rows needs --prompt");
@@ -359,6 +377,9 @@ int main(int argc, char** argv) {
     QObject::connect(&settle, &QTimer::timeout, &window, [&] {
       if (window.views_pending()) return;
       settle.stop();
+      // The tab's own export first (the whole Compare table and grid, not just what the
+      // window shows); a failure has been reported and ends the script.
+      if (!opt->export_path.isEmpty() && !window.export_view_to(opt->export_path)) return;
       // Encoded in memory and written atomically: the file is complete or absent.
       QByteArray png;
       QBuffer buffer(&png);

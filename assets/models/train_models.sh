@@ -99,6 +99,13 @@ family2() {
   local init=$work/$name-gen1.safetensors ckpt=$work/$name.gen2.safetensors log=$work/$name.gen2.log
   local t0=$SECONDS
   [ -f "$init" ] || cp "$out/$name.safetensors" "$init"
+  # A run in parts: the checkpoint a session committed (checkpoints/, with its optimizer state)
+  # is where the next part starts, when this machine has none of its own.
+  if [ ! -f "$ckpt" ] && [ -f "$out/checkpoints/$name.gen2.safetensors" ]; then
+    cp "$out/checkpoints/$name.gen2.safetensors" "$ckpt"
+    cp "$out/checkpoints/$name.gen2.safetensors.train" "$ckpt.train"
+    [ -f "$out/checkpoints/$name.gen2.log" ] && cp "$out/checkpoints/$name.gen2.log" "$log"
+  fi
   OMP_NUM_THREADS=1 "$cli" train --model "$init" --data "$data/icons/train" --steps "$steps" \
     --batch 4 --lr 1e-3 --warmup 60 --eval-every 250 --eval-examples 32 --checkpoint-every 50 \
     --seed 2 --resume --out "$ckpt" 2>&1 | tee -a "$log"

@@ -33,11 +33,13 @@ shot attention-audio "$models/ocarina-sparse.safetensors" attention \
   --prompt assets/prompts/ocarina-unseen.wav --keep-seconds 0.5 --temperature 1 --top-p 1
 # The Compare grid: the default model and every family model on two icons of unseen themes,
 # each scored on the real images, with the surprise overlay (Perceiver AR's decode, about 80 s
-# a completion here, is most of the time).
+# a completion here, is most of the time). --export also writes the tab's own picture of the
+# whole table and grid (compare-grid.png) and its figures (compare-grid.csv).
 u=assets/prompts/unseen-themes
 shot compare "$models/icons.safetensors" compare \
   --prompt $u/tango-devices-video-display.png --keep-rows 16 \
   --compare-prompt $u/adwaita-places-network-server.png \
   --compare "$models/icons-sparse.safetensors" --compare "$models/icons-dense.safetensors" \
   --compare "$models/icons-reformer.safetensors" --compare "$models/icons-perceiver-ar.safetensors" \
-  --compare "$models/icons-hourglass.safetensors" --temperature 0.8 --top-p 0.9
+  --compare "$models/icons-hourglass.safetensors" --temperature 0.8 --top-p 0.9 \
+  --export "$out/compare-grid.png"

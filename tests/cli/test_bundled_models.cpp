@@ -199,17 +199,39 @@ class TestBundledModels : public QObject {
       // A scripted Compare grid of three models runs once, to its end, before the shot (each
       // added model once started a new comparison that cancelled the last).
       const QString grid = tmp.filePath("grid.png");
-      r = run("offscreen",
-              {"--model", model, "--compare", assets("models/icons-sparse.safetensors"),
-               "--compare", assets("models/icons-hourglass.safetensors"), "--prompt",
-               assets("prompts/unseen-themes/tango-devices-video-display.png"), "--compare-prompt",
-               assets("prompts/unseen-themes/nuovext2-devices-media-floppy.png"), "--seeds", "2",
-               "--keep-rows", "24", "--view", "compare", "--autorun", "--screenshot", grid});
+      r = run("offscreen", {"--model",
+                            model,
+                            "--compare",
+                            assets("models/icons-sparse.safetensors"),
+                            "--compare",
+                            assets("models/icons-hourglass.safetensors"),
+                            "--prompt",
+                            assets("prompts/unseen-themes/tango-devices-video-display.png"),
+                            "--compare-prompt",
+                            assets("prompts/unseen-themes/nuovext2-devices-media-floppy.png"),
+                            "--seeds",
+                            "2",
+                            "--keep-rows",
+                            "24",
+                            "--view",
+                            "compare",
+                            "--autorun",
+                            "--screenshot",
+                            grid,
+                            "--export",
+                            tmp.filePath("grid-export.png")});
       QVERIFY2(r.code == 0, r.err.constData());
       QCOMPARE(r.out.count("attnscope: Compare"), 1);
       QVERIFY2(r.out.contains("attnscope: Compare finished: 3 models x 2 prompts x 2 seeds"),
                r.out.constData());
       QVERIFY(QFileInfo(grid).size() > 1000);
+      // --export wrote the tab's table and grid and a CSV row per model, prompt and seed.
+      QFile exported(tmp.filePath("grid-export.png"));
+      QVERIFY(exported.open(QIODevice::ReadOnly));
+      QVERIFY(exported.read(8) == QByteArray("\x89PNG\r\n\x1a\n", 8) && exported.size() > 10000);
+      QFile csv(tmp.filePath("grid-export.csv"));
+      QVERIFY(csv.open(QIODevice::ReadOnly));
+      QCOMPARE(csv.readAll().count('\n'), 1 + 3 * 2 * 2);
     }
   }
 };
