@@ -467,17 +467,21 @@ CompareView::CompareView(session::Session* s, QWidget* parent) : QWidget(parent)
   surprise_->setToolTip(
       tr("Colour each pixel by how surprised each model is by the real image: -log2 P(true "
          "value), averaged over the pixel's channels. Dark: the model expected it."));
+  // Two rows, so that the tab fits between the docks on a 1280-pixel screen: what goes in the
+  // grid, then how it runs.
   bar->addWidget(load_);
   bar->addWidget(clear_models_);
   bar->addSpacing(12);
   bar->addWidget(prompts_);
   bar->addWidget(clear_prompts_);
-  bar->addSpacing(12);
-  bar->addWidget(seeds_);
-  bar->addWidget(run_);
-  bar->addWidget(surprise_);
   bar->addStretch(1);
   layout->addLayout(bar);
+  auto* run_bar = new QHBoxLayout;
+  run_bar->addWidget(seeds_);
+  run_bar->addWidget(run_);
+  run_bar->addWidget(surprise_);
+  run_bar->addStretch(1);
+  layout->addLayout(run_bar);
   setup_ = new QLabel(this);
   setup_->setObjectName(QStringLiteral("compare-setup"));
   setup_->setWordWrap(true);
