@@ -354,9 +354,10 @@ void Session::do_compare(const SamplingParams& sampling, int seeds,
       const ComparePrompt& prompt = result->prompts[p];
       CompareRow& row = result->rows[i];
       // The scores of this prompt under this model, whatever the seed.
-      row.prompt_bits_per_dim[p] =
-          bits_per_dim(model, prompt.keep.empty() ? prompt.prompt : std::vector<uint8_t>{},
-                       prompt.keep.empty() ? prompt.prompt_length : 0, cancel.get());
+      // A kept prefix has a score of its own; a painted mask's kept pixels do not.
+      if (prompt.keep.empty())
+        row.prompt_bits_per_dim[p] =
+            bits_per_dim(model, prompt.prompt, prompt.prompt_length, cancel.get());
       if (!prompt.truth.empty())
         row.truth_bits_per_dim[p] = truth_bits(model, prompt.truth, prompt.prompt_length,
                                                prompt.keep, &row.surprise_bits[p], cancel.get());

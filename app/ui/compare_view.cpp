@@ -153,11 +153,6 @@ void paint_text(QPainter& p, const QRect& area, const std::vector<uint8_t>& t,
   p.restore();
 }
 
-// Positions a completion samples, for the headers and CSV.
-int64_t completed(const session::ComparePrompt& pr) {
-  return pr.completed;
-}
-
 }  // namespace
 
 // ---- the grid ------------------------------------------------------------------------------
@@ -273,7 +268,7 @@ QString CompareGrid::cell_text(QPoint at) const {
           return tr("The real data of %1: the prompt keeps %2 positions, the models complete %3")
               .arg(prompt)
               .arg(pr.prompt_length)
-              .arg(completed(pr));
+              .arg(pr.completed);
         const session::CompareRow& m = r.rows[static_cast<size_t>(row)];
         const session::CompareCell& c =
             r.cell(static_cast<size_t>(row), static_cast<size_t>(p), static_cast<size_t>(k));
@@ -281,7 +276,7 @@ QString CompareGrid::cell_text(QPoint at) const {
                            .arg(QString::fromStdString(m.name), prompt)
                            .arg(r.seeds[static_cast<size_t>(k)]);
         text += tr("real data, the %1 completed positions: %2 bits/dim\n")
-                    .arg(completed(pr))
+                    .arg(pr.completed)
                     .arg(bits(m.truth_bits_per_dim[static_cast<size_t>(p)]));
         if (c.done)
           text += tr("its own sample under itself: %1 bits/dim (low is not right)\n"
