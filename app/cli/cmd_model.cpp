@@ -292,13 +292,43 @@ void print_memory(const ModelConfig& c, size_t file_bytes) {
 
 }  // namespace
 
-Expected<std::unique_ptr<Model>> load_model(const std::string& path) {
+Flag latents_flag() {
+  return {"--latents", "M", "perceiver-ar: latents for this run, 1..N (default: the file's)"};
+}
+Flag latent_cache_flag() {
+  return {"--latent-cache", "S",
+          "perceiver-ar decoding once M latents are cached: exact (each token's window is the M "
+          "positions ending at it; the latent stack is rerun per token) or cached (the official "
+          "sampler's most_recent_only: rebuilt from the last M/2 positions when full, then one row "
+          "per token; windows of M/2..M) (default: exact)"};
+}
+
+Status apply_test_time_knobs(const Args& a, ModelConfig* cfg) {
+  const bool perceiver = cfg->family == Family::kPerceiverAR;
+  const Flag latents = latents_flag(), cache = latent_cache_flag();
+  for (const Flag* f : {&latents, &cache})
+    if (a.has(f->name) && !perceiver)
+      return invalid_argument(f->name + " is for Perceiver AR models; this model is " +
+                              family_name(cfg->family));
+  if (!perceiver) return Status::ok();
+  CLI_ASSIGN(cfg->perceiver.latents,
+             a.integer(latents.name, cfg->perceiver.latents, 1, cfg->seq_len()));
+  if (a.has(cache.name)) {
+    auto d = perceiver_decode_from_name(a.text(cache.name, ""));
+    if (!d) return invalid_argument(cache.name + ": " + d.status().message());
+    cfg->perceiver.decode = *d;
+  }
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<Model>> load_model(const std::string& path, const Args* knobs) {
   auto loaded = safetensors_load(path);
   if (!loaded) {
     if (loaded.status().code() == StatusCode::kInternal)
       return internal_error(loaded.status().message());
     return invalid_argument(loaded.status().message());
   }
+  if (knobs) ATTN_RETURN_IF_ERROR(apply_test_time_knobs(*knobs, &loaded->cfg));
   const std::string family = family_name(loaded->cfg.family);
   auto model = model_create(loaded->cfg, std::move(loaded->weights));
   if (!model) return invalid_argument(path + ": " + model.status().message());
@@ -322,10 +352,10 @@ Expected<DevicePick> device_from_args(const Args& args) {
 }
 
 Expected<std::unique_ptr<Model>> load_model_on(const std::string& path, const DevicePick& device,
-                                               ModelUse use, std::string* note) {
+                                               ModelUse use, std::string* note, const Args* knobs) {
   if (!device.cuda) {
     if (note) *note = "backend: cpu";
-    return load_model(path);
+    return load_model(path, knobs);
   }
   auto loaded = safetensors_load(path);
   if (!loaded) {
@@ -333,6 +363,7 @@ Expected<std::unique_ptr<Model>> load_model_on(const std::string& path, const De
       return internal_error(loaded.status().message());
     return invalid_argument(loaded.status().message());
   }
+  if (knobs) ATTN_RETURN_IF_ERROR(apply_test_time_knobs(*knobs, &loaded->cfg));
   auto placed =
       model_create_placed(loaded->cfg, std::move(loaded->weights), true, device.precision, use);
   if (!placed) {

@@ -50,6 +50,8 @@ const CommandSpec kGenerateSpec = {
          "cpu or cuda: where the model runs; without a usable device (or for the Reformer, "
          "whose decode has no device kernel) cuda runs on the cpu and says why (default: cpu)"},
         {"--precision", "P", "cuda only: f32, tf32 or bf16 (default: f32)"},
+        latents_flag(),
+        latent_cache_flag(),
         {"--out", "FILE",
          "output: an image (.png, or any format Qt writes: .ppm, .bmp, ...) for "
          "image models, .wav for audio, .txt for text (required)"},
@@ -81,6 +83,8 @@ const CommandSpec kEvalSpec = {
         {"--dump-logprobs", "FILE",
          "also write every position's 256 log-probabilities as a .npy "
          "float32 array of shape (N, 256)"},
+        latents_flag(),
+        latent_cache_flag(),
     },
     0,
     ""};
@@ -210,7 +214,7 @@ Status cmd_generate(const Argv& argv, const Context& ctx) {
   if (!device) return device.status();
 
   std::string backend_note;
-  auto model = load_model_on(*model_path, *device, ModelUse::kGenerate, &backend_note);
+  auto model = load_model_on(*model_path, *device, ModelUse::kGenerate, &backend_note, &*args);
   if (!model) return model.status();
   if (device->cuda) std::fprintf(stderr, "%s\n", backend_note.c_str());
   const ModelConfig& cfg = (*model)->config();
@@ -328,7 +332,7 @@ Status cmd_eval(const Argv& argv, const Context& ctx) {
     if (dump.empty()) return invalid_argument("--dump-logprobs needs a file name");
     ATTN_RETURN_IF_ERROR(check_output_folder(dump));
   }
-  auto model = load_model(*model_path);
+  auto model = load_model(*model_path, &*args);
   if (!model) return model.status();
   const ModelConfig& cfg = (*model)->config();
   ATTN_RETURN_IF_ERROR(memory_check_inference(cfg, "evaluating", /*decode=*/false));

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "args.h"
 #include "attnscope/cuda.h"
 #include "attnscope/model.h"
 #include "attnscope/status.h"
@@ -28,8 +29,19 @@ attnscope::Status cmd_bench(const Argv& argv, const Context& ctx);
 attnscope::Status cmd_train(const Argv& argv, const Context& ctx);
 attnscope::Status cmd_memory(const Argv& argv, const Context& ctx);
 
-// Loads a model file and builds its model on the CPU; kInvalidArgument for anything unusable.
-attnscope::Expected<std::unique_ptr<attnscope::Model>> load_model(const std::string& path);
+// The test-time knobs generate and eval take (Perceiver AR: --latents M, --latent-cache
+// exact|cached), as flags for a command's table; apply_test_time_knobs sets them on a model's
+// stored config and refuses a knob of another family by name.
+// (Functions, not constants: the commands' flag tables are built during static
+// initialisation in other files.)
+Flag latents_flag();
+Flag latent_cache_flag();
+attnscope::Status apply_test_time_knobs(const Args& args, attnscope::ModelConfig* cfg);
+
+// Loads a model file and builds its model on the CPU, with the test-time knobs of args when
+// given; kInvalidArgument for anything unusable.
+attnscope::Expected<std::unique_ptr<attnscope::Model>> load_model(const std::string& path,
+                                                                  const Args* knobs = nullptr);
 
 // Where a command's model runs: --device cpu|cuda and --precision f32|tf32|bf16 (cuda only).
 struct DevicePick {
@@ -42,6 +54,7 @@ attnscope::Expected<DevicePick> device_from_args(const Args& args);
 attnscope::Expected<std::unique_ptr<attnscope::Model>> load_model_on(const std::string& path,
                                                                      const DevicePick& device,
                                                                      attnscope::ModelUse use,
-                                                                     std::string* note);
+                                                                     std::string* note,
+                                                                     const Args* knobs = nullptr);
 
 }  // namespace cli

@@ -17,12 +17,16 @@ namespace session {
 struct Knobs {
   int n_hashes = 0;  // Reformer: LSH rounds (the weights do not depend on it)
   int latents = 0;   // Perceiver AR: M, 1..N
+  // Perceiver AR: how decoding goes on once M latents are cached (config.h); taken only with
+  // latents > 0.
+  attnscope::PerceiverDecode decode = attnscope::PerceiverDecode::kExact;
 };
 
 // One finished run with the knob value it ran under.
 struct KnobRow {
   std::string knob;  // "hashes" or "latents"
   int value = 0;
+  std::string scheme;  // Perceiver AR: "exact" or "cached" (the decode); else empty
   double tokens_per_s = 0;
   double prompt_bits_per_dim = 0;  // NaN when the prompt was empty
 };

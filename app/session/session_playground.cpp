@@ -152,10 +152,13 @@ void Session::do_knobs(const Knobs& knobs) {
   if (!model_) return;
   ModelConfig cfg = model_->config();
   if (cfg.family == Family::kReformer && knobs.n_hashes > 0) cfg.lsh.n_hashes = knobs.n_hashes;
-  if (cfg.family == Family::kPerceiverAR && knobs.latents > 0)
+  if (cfg.family == Family::kPerceiverAR && knobs.latents > 0) {
     cfg.perceiver.latents = knobs.latents;
+    cfg.perceiver.decode = knobs.decode;
+  }
   if (cfg.lsh.n_hashes == model_->config().lsh.n_hashes &&
-      cfg.perceiver.latents == model_->config().perceiver.latents)
+      cfg.perceiver.latents == model_->config().perceiver.latents &&
+      cfg.perceiver.decode == model_->config().perceiver.decode)
     return;
   auto model = model_create(cfg, model_->weights());
   if (!model || !*model) {
@@ -171,7 +174,8 @@ void Session::do_knobs(const Knobs& knobs) {
   publish(RunState::kIdle, 0, 0,
           cfg.family == Family::kReformer
               ? "next run: " + std::to_string(cfg.lsh.n_hashes) + " hash rounds"
-              : "next run: " + std::to_string(cfg.perceiver.latents) + " latents");
+              : "next run: " + std::to_string(cfg.perceiver.latents) + " latents, " +
+                    perceiver_decode_name(cfg.perceiver.decode) + " decoding");
 }
 
 void Session::record_knob_row(const std::string& message) {
@@ -181,6 +185,7 @@ void Session::record_knob_row(const std::string& message) {
   const bool reformer = cfg.family == Family::kReformer;
   row.knob = reformer ? "hashes" : "latents";
   row.value = reformer ? cfg.lsh.n_hashes : cfg.perceiver.latents;
+  if (!reformer) row.scheme = perceiver_decode_name(cfg.perceiver.decode);
   row.tokens_per_s = last_tokens_per_s_;
   row.prompt_bits_per_dim =
       bits_per_dim(*model_, prompt_, static_cast<int64_t>(prompt_.size()), nullptr);

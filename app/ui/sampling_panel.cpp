@@ -1,6 +1,7 @@
 // The Sampling panel's controls, its progress display and the test-time knob table.
 #include "sampling_panel.h"
 
+#include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -76,8 +77,20 @@ SamplingPanel::SamplingPanel(QWidget* parent) : QWidget(parent) {
   latents_ = new QSpinBox(knobs_box_);
   latents_->setRange(1, 1);
   latents_->setToolTip(tr("Perceiver AR latents M (1..N): the last M positions are queries"));
+  latent_cache_ = new QComboBox(knobs_box_);
+  latent_cache_->addItem(tr("exact"), static_cast<int>(attnscope::PerceiverDecode::kExact));
+  latent_cache_->addItem(tr("cached"), static_cast<int>(attnscope::PerceiverDecode::kCached));
+  latent_cache_->setToolTip(
+      tr("How decoding goes on once M latents are cached.\n"
+         "exact: each token's window is the M positions ending at it, so the whole latent "
+         "stack runs again for every token (slow; the logits equal the full forward's).\n"
+         "cached: the official sampler's most_recent_only scheme: when the caches are full "
+         "they are rebuilt from the last M/2 positions, then grow by one row per token; a "
+         "token sees M/2..M latents (fast; a different model of the data, compare the "
+         "table's bits/dim)."));
   knob_form->addRow(tr("Hash rounds"), hashes_);
   knob_form->addRow(tr("Latents"), latents_);
+  knob_form->addRow(tr("Latent cache"), latent_cache_);
   knobs->addLayout(knob_form);
   knob_table_ = new QTableWidget(0, 3, knobs_box_);
   knob_table_->setObjectName(QStringLiteral("knob-table"));
@@ -134,13 +147,19 @@ session::Knobs SamplingPanel::knobs() const {
   session::Knobs k;
   if (!knobs_model_) return k;
   if (knobs_model_->config.family == attnscope::Family::kReformer) k.n_hashes = hashes_->value();
-  if (knobs_model_->config.family == attnscope::Family::kPerceiverAR) k.latents = latents_->value();
+  if (knobs_model_->config.family == attnscope::Family::kPerceiverAR) {
+    k.latents = latents_->value();
+    k.decode = static_cast<attnscope::PerceiverDecode>(latent_cache_->currentData().toInt());
+  }
   return k;
 }
 
 void SamplingPanel::set_knobs(const session::Knobs& k) {
   if (k.n_hashes > 0) hashes_->setValue(k.n_hashes);
-  if (k.latents > 0) latents_->setValue(k.latents);
+  if (k.latents > 0) {
+    latents_->setValue(k.latents);
+    latent_cache_->setCurrentIndex(latent_cache_->findData(static_cast<int>(k.decode)));
+  }
 }
 
 void SamplingPanel::show_knobs(const session::Snapshot& s) {
@@ -155,14 +174,17 @@ void SamplingPanel::show_knobs(const session::Snapshot& s) {
       auto* form = static_cast<QFormLayout*>(knobs_box_->layout()->itemAt(0)->layout());
       form->setRowVisible(hashes_, reformer);
       form->setRowVisible(latents_, perceiver);
+      form->setRowVisible(latent_cache_, perceiver);
       latents_->setMaximum(static_cast<int>(s.model->config.seq_len()));
       hashes_->setValue(s.model->config.lsh.n_hashes);
       latents_->setValue(s.model->config.perceiver.latents);
+      latent_cache_->setCurrentIndex(
+          latent_cache_->findData(static_cast<int>(s.model->config.perceiver.decode)));
     }
   }
   if (!reformer && !perceiver) return;
   knob_table_->setHorizontalHeaderLabels(
-      {reformer ? tr("Hash rounds") : tr("Latents"), tr("tokens/s"), tr("prompt bits/dim")});
+      {reformer ? tr("Hash rounds") : tr("Latents, cache"), tr("tokens/s"), tr("prompt bits/dim")});
   // Rows only ever accumulate for one model (a new model starts an empty table).
   if (knob_table_->rowCount() == static_cast<int>(s.knob_rows.size())) return;
   knob_table_->setRowCount(static_cast<int>(s.knob_rows.size()));
@@ -170,7 +192,10 @@ void SamplingPanel::show_knobs(const session::Snapshot& s) {
     const session::KnobRow& r = s.knob_rows[i];
     const double bpd = r.prompt_bits_per_dim;
     const QStringList cells = {
-        QString::number(r.value), QString::number(r.tokens_per_s, 'f', 0),
+        r.scheme.empty()
+            ? QString::number(r.value)
+            : QStringLiteral("%1 %2").arg(r.value).arg(QString::fromStdString(r.scheme)),
+        QString::number(r.tokens_per_s, 'f', 0),
         std::isnan(bpd) ? tr("— (no prompt)") : QString::number(bpd, 'f', 3)};
     for (int c = 0; c < 3; ++c) {
       auto* item = new QTableWidgetItem(cells[c]);

@@ -1,7 +1,8 @@
 // Sampling panel: temperature, top-k, top-p, seed and the number of samples (seeds S, S+1, ...)
 // with which one the audio and text views show; Generate and Stop; a progress bar with tokens/s
 // and time left, from snapshots; for Reformer and Perceiver AR models the test-time knobs (hash
-// rounds, latents) for the next run and a table of the runs made with each value.
+// rounds; latents and their decoding) for the next run and a table of the runs made with each
+// value.
 #pragma once
 
 #include <QWidget>
@@ -10,6 +11,7 @@
 #include "session/playground.h"
 #include "session/snapshot.h"
 
+class QComboBox;
 class QDoubleSpinBox;
 class QLabel;
 class QProgressBar;
@@ -39,6 +41,7 @@ class SamplingPanel : public QWidget {
   QGroupBox* knobs_box() const { return knobs_box_; }
   QSpinBox* hashes_box() const { return hashes_; }
   QSpinBox* latents_box() const { return latents_; }
+  QComboBox* latent_cache_box() const { return latent_cache_; }
   QTableWidget* knob_table() const { return knob_table_; }
 
   QPushButton* generate_button() const { return generate_; }
@@ -65,6 +68,7 @@ class SamplingPanel : public QWidget {
   QGroupBox* knobs_box_;
   QSpinBox* hashes_;
   QSpinBox* latents_;
+  QComboBox* latent_cache_;
   QTableWidget* knob_table_;
   std::shared_ptr<const session::ModelSummary> knobs_model_;
 };

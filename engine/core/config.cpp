@@ -34,6 +34,8 @@ constexpr EnumName<HourglassPool> kPools[] = {{HourglassPool::kAverage, "average
                                               {HourglassPool::kLinear, "linear"}};
 constexpr EnumName<HourglassUpsample> kUps[] = {{HourglassUpsample::kRepeat, "repeat"},
                                                 {HourglassUpsample::kLinear, "linear"}};
+constexpr EnumName<PerceiverDecode> kDecodes[] = {{PerceiverDecode::kExact, "exact"},
+                                                  {PerceiverDecode::kCached, "cached"}};
 
 template <typename E, size_t K>
 const char* enum_name(const EnumName<E> (&table)[K], E v) {
@@ -82,6 +84,12 @@ const char* family_name(Family f) {
 }
 Expected<Family> family_from_name(const std::string& s) {
   return enum_parse(kFamilies, s, "family");
+}
+const char* perceiver_decode_name(PerceiverDecode d) {
+  return enum_name(kDecodes, d);
+}
+Expected<PerceiverDecode> perceiver_decode_from_name(const std::string& s) {
+  return enum_parse(kDecodes, s, "Perceiver AR decode scheme");
 }
 
 int64_t Modality::seq_len() const {

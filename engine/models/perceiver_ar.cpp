@@ -167,7 +167,8 @@ class PerceiverState : public DecodeState {
  public:
   KvCache cross;                // (H, N, d): K/V of LN_kv(embedding) of every input so far
   Tensor z;                     // (M, D): cross-attention outputs, row = position mod M
-  std::vector<KvCache> caches;  // (H, M, d) per latent layer; valid while pos < M
+  std::vector<KvCache> caches;  // (H, M, d) per latent layer: row r = position first + r
+  int64_t first = 0;            // the position of the latent caches' row 0
   std::vector<float> x;         // (D) the residual stream of the current position
 };
 
@@ -198,31 +199,24 @@ class PerceiverModel : public GraphModel {
     return st;
   }
 
-  // Exact semantics: the logits written at position p equal the last row of
-  // forward(x[0..p]), i.e. the latent window is the last min(M, p+1) positions ending at p.
-  // The inputs' K/V and each position's cross-attention output z_p depend only on x[< p], so
-  // both are cached once and never recomputed. While p < M the window only grows: one new
-  // latent runs through the latent stack against its per-layer KV caches. From p = M on the
-  // window [p-M+1, p] slides by one each step, which changes every latent's context, so the
-  // latent stack is recomputed over the M cached z's (perceiver_latents over M rows).
+  // The window of latents that position p sees ends at p. While p < M it is [0, p] and only
+  // grows: one new latent runs through the latent stack against its per-layer KV caches. The
+  // inputs' K/V and each position's cross-attention output z_p depend only on x[< p], so both
+  // are cached once and never recomputed. From p = M on, the schemes differ (config.h):
+  // - exact: the window [p-M+1, p] slides by one each step, which changes every latent's
+  //   context, so the latent stack is recomputed over the M cached z's (perceiver_latents over
+  //   M rows); the logits equal the last row of forward(x[0..p]).
+  // - cached: when the caches hold M rows, they are rebuilt from the cached z's of the last
+  //   M/2 positions ending at p (first = p - M/2 + 1), then p's latent steps in; the next M/2
+  //   positions append a row each. So p sees the window [first, p], of M/2 to M latents, and
+  //   its logits equal the last row of a forward over x[0..p] with p - first + 1 latents.
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<PerceiverState&>(base);
     const int64_t p = st.pos, M = cfg_.perceiver.latents, D = cfg_.dim;
     ATTN_RETURN_IF_ERROR(check_decode_step(cfg_, p, prev_token));
     float* zp = st.z.data() + (p % M) * D;
     cross_decode(st, p, prev_token, zp);
-    if (p < M) {
-      const int H = cfg_.heads, d = cfg_.head_dim();
-      std::copy(zp, zp + D, st.x.data());
-      for (int l = 0; l < cfg_.layers; ++l) {
-        AttnDecodeFn attn = [&](const float* q, const KvCache& c, int64_t i, float* o) {
-          attn_dense_decode_cpu(q, c.k.data(), c.v.data(), o, H, c.cap, i + 1, d, &stats_);
-        };
-        block_decode(blocks_[static_cast<size_t>(l)], cfg_, st.x.data(), p,
-                     st.caches[static_cast<size_t>(l)], attn);
-      }
-      head_forward(cp_, cfg_, st.x.data(), 1, logits);
-    } else {
+    if (cfg_.perceiver.decode == PerceiverDecode::kExact && p >= M) {
       // win is (M, D): the cached z's of positions p-M+1 .. p in order.
       train::Var<float> win = train::make_var<float>(M, D, false);
       for (int64_t r = 0; r < M; ++r) {
@@ -231,12 +225,35 @@ class PerceiverModel : public GraphModel {
       }
       ATTN_RETURN_IF_ERROR(latents_window(win, p - M + 1));
       head_forward(cp_, cfg_, win->data.data() + (M - 1) * D, 1, logits);
+    } else {
+      if (p - st.first == M) {
+        st.first = p - std::max<int64_t>(1, M / 2) + 1;
+        for (int64_t q = st.first; q < p; ++q) latent_step(st, q);
+      }
+      latent_step(st, p);
+      head_forward(cp_, cfg_, st.x.data(), 1, logits);
     }
     ++st.pos;
     return Status::ok();
   }
 
  private:
+  // st.x (D) = position q's latent after the latent stack; appends q's K/V to every layer's
+  // cache at row q - st.first (the rows before it hold positions st.first .. q - 1).
+  void latent_step(PerceiverState& st, int64_t q) const {
+    const int64_t M = cfg_.perceiver.latents, D = cfg_.dim;
+    const int H = cfg_.heads, d = cfg_.head_dim();
+    const float* zq = st.z.data() + (q % M) * D;
+    std::copy(zq, zq + D, st.x.data());
+    for (int l = 0; l < cfg_.layers; ++l) {
+      AttnDecodeFn attn = [&](const float* qv, const KvCache& c, int64_t i, float* o) {
+        attn_dense_decode_cpu(qv, c.k.data(), c.v.data(), o, H, c.cap, i + 1, d, &stats_);
+      };
+      block_decode(blocks_[static_cast<size_t>(l)], cfg_, st.x.data(), q - st.first,
+                   st.caches[static_cast<size_t>(l)], attn);
+    }
+  }
+
   // win (M, D) in place through the latent stack (the family's one definition), the latents at
   // positions first .. first + M - 1.
   Status latents_window(train::Var<float>& win, int64_t first) const {

@@ -7,6 +7,7 @@
 #include <QAction>
 #include <QApplication>
 #include <QCheckBox>
+#include <QComboBox>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QFile>
@@ -719,6 +720,60 @@ class TestGui : public QObject {
       QCOMPARE(table->item(row, 2)->text(), QString::number(*bpd, 'f', 3));
     }
     QCOMPARE(sp->knob_table()->rowCount(), 2);  // the rows accumulate
+  }
+
+  // Perceiver AR shows the latents and the latent-cache choice; a cached run's tokens and
+  // prompt bits/dim are the engine's under that decode, and its table row says which.
+  void latent_cache_knob_applies_to_the_next_run() {
+    ui::SamplingPanel* sp = window_->sampling_panel();
+    const QString path = make_family_model(dir_, QStringLiteral("knob-perceiver.safetensors"),
+                                           Family::kPerceiverAR, "image:8x8x3");
+    QVERIFY(!path.isEmpty());
+    QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
+    window_->open_model(path);
+    QVERIFY(loaded.wait(10000));
+    QVERIFY(window_->open_prompt(prompt_));
+    window_->prompt_panel()->set_keep_rows(3);
+    QTRY_VERIFY(window_->session()->snapshot()->run &&
+                window_->session()->snapshot()->model->config.family == Family::kPerceiverAR &&
+                window_->session()->snapshot()->run->prompt_length() == 3 * 8 * 3);
+    QTRY_VERIFY(sp->knobs_box()->isVisible());
+    QVERIFY(sp->latents_box()->isVisible() && sp->latent_cache_box()->isVisible() &&
+            !sp->hashes_box()->isVisible());
+    QCOMPARE(sp->latent_cache_box()->currentText(), QStringLiteral("exact"));
+    auto loaded_file = safetensors_load(path.toStdString());
+    QVERIFY(loaded_file.has_value());
+    sp->latents_box()->setValue(10);
+    sp->latent_cache_box()->setCurrentIndex(sp->latent_cache_box()->findText("cached"));
+    QSignalSpy ended(window_->session(), &session::Session::run_ended);
+    window_->generate();
+    QVERIFY(ended.wait(30000));
+    const auto s = window_->session()->snapshot();
+    QCOMPARE(s->model->config.perceiver.decode, PerceiverDecode::kCached);
+    ModelConfig cfg = loaded_file->cfg;
+    cfg.perceiver.latents = 10;
+    cfg.perceiver.decode = PerceiverDecode::kCached;
+    auto m = model_create(cfg, loaded_file->weights);
+    QVERIFY(m.has_value() && *m);
+    const std::vector<uint8_t> prompt(s->run->tokens(), s->run->tokens() + 72);
+    const auto bpd = model_bits_per_dim(**m, prompt.data(), 72);
+    QVERIFY(bpd.has_value());
+    QCOMPARE(s->knob_rows.back().prompt_bits_per_dim, *bpd);
+    GenerateRequest req;
+    req.prompt = prompt;
+    req.sampling = sp->params();
+    auto want = generate(**m, req);
+    QVERIFY(want.has_value());
+    QCOMPARE(std::vector<uint8_t>(s->run->tokens(), s->run->tokens() + 192), *want);
+    // The exact decode with 10 latents samples another image from the same prompt.
+    cfg.perceiver.decode = PerceiverDecode::kExact;
+    auto exact = model_create(cfg, loaded_file->weights);
+    QVERIFY(exact.has_value() && *exact);
+    auto other = generate(**exact, req);
+    QVERIFY(other.has_value() && *other != *want);
+    QTRY_COMPARE(sp->knob_table()->rowCount(), 1);
+    QCOMPARE(sp->knob_table()->item(0, 0)->text(), QStringLiteral("10 cached"));
+    QCOMPARE(sp->knob_table()->item(0, 2)->text(), QString::number(*bpd, 'f', 3));
   }
 
   void compare_tab_shows_the_grid() {

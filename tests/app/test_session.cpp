@@ -336,7 +336,11 @@ class TestSession : public QObject {
         {Family::kReformer, {3, 0}, [](ModelConfig& c) { c.lsh.n_hashes = 3; }},
         {Family::kReformer, {1, 0}, [](ModelConfig& c) { c.lsh.n_hashes = 1; }},
         {Family::kPerceiverAR, {0, 40}, [](ModelConfig& c) { c.perceiver.latents = 40; }},
-        {Family::kPerceiverAR, {0, 7}, [](ModelConfig& c) { c.perceiver.latents = 7; }}};
+        {Family::kPerceiverAR, {0, 7}, [](ModelConfig& c) { c.perceiver.latents = 7; }},
+        {Family::kPerceiverAR, {0, 7, PerceiverDecode::kCached}, [](ModelConfig& c) {
+           c.perceiver.latents = 7;
+           c.perceiver.decode = PerceiverDecode::kCached;
+         }}};
     std::vector<uint8_t> image(8 * 8 * 3);
     for (size_t i = 0; i < image.size(); ++i) image[i] = static_cast<uint8_t>(i * 11);
     std::vector<uint8_t> prompt(image.begin(), image.begin() + 3 * 8 * 3);
@@ -368,6 +372,11 @@ class TestSession : public QObject {
         QVERIFY(m);
         QCOMPARE(snap->model->config.lsh.n_hashes, m->config().lsh.n_hashes);
         QCOMPARE(snap->model->config.perceiver.latents, m->config().perceiver.latents);
+        QCOMPARE(snap->model->config.perceiver.decode, m->config().perceiver.decode);
+        QCOMPARE(row.scheme,
+                 std::string(family == Family::kReformer
+                                 ? ""
+                                 : perceiver_decode_name(m->config().perceiver.decode)));
         QCOMPARE(row.value, family == Family::kReformer ? m->config().lsh.n_hashes
                                                         : m->config().perceiver.latents);
         QVERIFY(row.tokens_per_s > 0);

@@ -262,6 +262,43 @@ class TestCli : public QObject {
     expect_usage_error(cli({"eval", "--model", model, "--input", path("grid4.png")}), "8x8");
   }
 
+  // --latents and --latent-cache change how a Perceiver AR model decodes for one command:
+  // the cached scheme scores and samples differently once M latents are cached, and with
+  // M = N (never full) the two are the same; other families refuse the knobs by name.
+  void perceiverLatentKnobs() {
+    const QString model =
+        init_image("knobs.safetensors", "perceiver-ar", {"--latents", "16", "--logits", "random"});
+    QVERIFY(!model.isEmpty());
+    QVERIFY(cli({"generate", "--model", model, "--seed", "3", "--out", path("knobs.png")}).code ==
+            0);
+    auto bits = [&](const QStringList& extra) {
+      const Run r =
+          cli(QStringList{"eval", "--model", model, "--input", path("knobs.png")} + extra);
+      if (r.code != 0) qWarning() << r.err;
+      return field(r.out, "bits/dim");
+    };
+    const QString exact = bits({}), cached = bits({"--latent-cache", "cached"});
+    QVERIFY(!exact.isEmpty() && !cached.isEmpty());
+    QCOMPARE(bits({"--latent-cache", "exact"}), exact);
+    QVERIFY2(exact != cached, qPrintable(exact + " vs " + cached));
+    QCOMPARE(bits({"--latents", "192", "--latent-cache", "cached"}), bits({"--latents", "192"}));
+    const Run a = cli({"generate", "--model", model, "--seed", "4", "--out", path("ke.ppm")});
+    const Run b = cli({"generate", "--model", model, "--seed", "4", "--latent-cache", "cached",
+                       "--out", path("kc.ppm")});
+    QVERIFY(a.code == 0 && b.code == 0);
+    QVERIFY(read_all(path("ke.ppm")) != read_all(path("kc.ppm")));
+    expect_usage_error(
+        cli({"eval", "--model", model, "--input", path("knobs.png"), "--latent-cache", "fast"}),
+        "exact, cached");
+    expect_usage_error(
+        cli({"eval", "--model", model, "--input", path("knobs.png"), "--latents", "193"}),
+        "--latents");
+    const QString dense = init_image("knobs-dense.safetensors", "dense");
+    expect_usage_error(cli({"generate", "--model", dense, "--seed", "1", "--latent-cache", "cached",
+                            "--out", path("kd.png")}),
+                       "Perceiver AR");
+  }
+
   void textModel() {
     const Run init =
         cli({"init", "--family", "dense", "--modality", "text:48", "--layers", "1", "--dim", "16",

@@ -22,7 +22,7 @@ namespace {
 constexpr double kTol = 1e-4;
 constexpr int64_t kN = 48;
 
-ModelConfig perceiver_config(int latents) {
+ModelConfig perceiver_config(int latents, PerceiverDecode decode = PerceiverDecode::kExact) {
   ModelConfig c;
   c.family = Family::kPerceiverAR;
   c.modality = *modality_parse("text:48");
@@ -30,6 +30,7 @@ ModelConfig perceiver_config(int latents) {
   c.dim = 32;
   c.heads = 4;
   c.perceiver.latents = latents;
+  c.perceiver.decode = decode;
   Status st = config_resolve(c);
   Q_ASSERT(st.is_ok());
   return c;
@@ -39,8 +40,8 @@ WeightMap perceiver_weights() {
   return model_init_weights(perceiver_config(16), InitOptions{7, /*zero_logits=*/false});
 }
 
-std::unique_ptr<Model> make_model(int latents) {
-  auto m = model_create(perceiver_config(latents), perceiver_weights());
+std::unique_ptr<Model> make_model(int latents, PerceiverDecode decode = PerceiverDecode::kExact) {
+  auto m = model_create(perceiver_config(latents, decode), perceiver_weights());
   Q_ASSERT(m.has_value());
   return std::move(*m);
 }
@@ -79,6 +80,67 @@ class TestPerceiverAr : public QObject {
       qInfo("latents %d: decode vs last forward row, max rel err %.3g", latents, worst);
       QVERIFY(worst <= kTol);
     }
+  }
+
+  void cachedDecodeEqualsForwardOverItsWindow() {
+    // The official sampler's schedule, restated: the caches fill to M at p = M - 1; at p = M
+    // and then every M - h + 1 positions (h = M/2, rounded down) they are rebuilt from the
+    // last h positions ending at p, so p's window starts at that rebuild's p - h + 1 and holds
+    // h .. M latents.
+    for (int latents : {16, 11, 1}) {
+      const int64_t M = latents, h = std::max(1, latents / 2);
+      auto cached = make_model(latents, PerceiverDecode::kCached);
+      auto exact = make_model(latents);
+      const auto x = random_tokens(6, kN);
+      const auto dec = decode_all(*cached, x, kN);
+      const auto ref = decode_all(*exact, x, kN);
+      double worst = 0.0, apart = 0.0;
+      int64_t smallest = M, largest = 0;
+      for (int64_t p = 0; p < kN; ++p) {
+        const int64_t period = M - h + 1;
+        const int64_t first = p < M ? 0 : M + (p - M) / period * period - h + 1;
+        const int64_t window = p - first + 1;
+        if (p >= M) smallest = std::min(smallest, window), largest = std::max(largest, window);
+        auto m = make_model(static_cast<int>(window));
+        Rows f = forward(*m, x, p + 1);
+        QCOMPARE(f.first, first);
+        worst = std::max(worst, max_err(&dec[p * kVocab],
+                                        f.logits.data() + (f.logits.dim(0) - 1) * kVocab, kVocab));
+        if (p < M) QVERIFY(max_err(&dec[p * kVocab], &ref[p * kVocab], kVocab) <= kTol);
+        if (window < M)
+          apart = std::max(apart, max_err(&dec[p * kVocab], &ref[p * kVocab], kVocab));
+      }
+      qInfo(
+          "latents %d cached: windows %lld..%lld after the caches fill, vs the forward over "
+          "each window %.3g, vs exact decode %.3g",
+          latents, static_cast<long long>(smallest), static_cast<long long>(largest), worst, apart);
+      QVERIFY(worst <= kTol);
+      QCOMPARE(smallest, h);
+      QCOMPARE(largest, M);
+      // A window smaller than M is a different answer from the exact scheme's M latents.
+      if (M > 1) QVERIFY(apart > 1e-3);
+    }
+  }
+
+  void cachedDecodeDoesLessWork() {
+    // Exact: from p = M on, every step runs M latents through the stack, so the latent
+    // layers make ~M^2/2 q.k products per token; cached: one latent per step plus a rebuild of M/2
+    // every M/2 + 1 steps.
+    const int64_t M = 16;
+    auto exact = make_model(16);
+    auto cached = make_model(16, PerceiverDecode::kCached);
+    const auto x = random_tokens(8, kN);
+    // Score entries (the forward's q.k products) plus keys read (the decode kernel's).
+    const auto work = [&](const Model& m) {
+      m.stats().score_entries = 0;
+      m.stats().keys_read = 0;
+      decode_all(m, x, kN);
+      return static_cast<double>(m.stats().score_entries + m.stats().keys_read);
+    };
+    const double e = work(*exact), c = work(*cached);
+    qInfo("attention work over %lld tokens, M = %lld: exact %.0f, cached %.0f",
+          static_cast<long long>(kN), static_cast<long long>(M), e, c);
+    QVERIFY(c > 0 && c * 3 < e);
   }
 
   void growingWindowRowsEqualDecodeRows() {

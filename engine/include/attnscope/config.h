@@ -18,9 +18,13 @@ enum class SparsePattern { kStrided, kFixed };
 enum class SparseCombine { kInterleaved, kMerged, kPerHead };
 enum class HourglassPool { kAverage, kLinear };
 enum class HourglassUpsample { kRepeat, kLinear };
+// How Perceiver AR decodes once the latent window is full (see PerceiverConfig::decode).
+enum class PerceiverDecode { kExact, kCached };
 
 const char* family_name(Family f);
 Expected<Family> family_from_name(const std::string& s);
+const char* perceiver_decode_name(PerceiverDecode d);  // "exact" or "cached"
+Expected<PerceiverDecode> perceiver_decode_from_name(const std::string& s);
 
 struct Modality {
   ModalityKind kind = ModalityKind::kImage;
@@ -53,6 +57,14 @@ struct LshConfig {
 struct PerceiverConfig {
   int latents = 0;             // M; 0 = auto: min(N, 256)
   double cross_dropout = 0.0;  // training only: share of context dropped from cross-attention
+  // Decoding only, a test-time choice that is not stored in the model file. Once M latents
+  // are cached, kExact gives each new position the window of the M positions ending at it, so
+  // the whole latent stack is recomputed every token (the logits equal the full forward's last
+  // row). kCached is the official sampler's "most_recent_only" scheme: when the latent caches
+  // are full they are rebuilt from the last M/2 positions, then grow by one row per token until
+  // full again, so a position sees between M/2 and M latents and a token costs two incremental
+  // steps on average.
+  PerceiverDecode decode = PerceiverDecode::kExact;
 };
 
 struct HourglassLevel {
