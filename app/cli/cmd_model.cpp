@@ -265,7 +265,7 @@ void print_memory(const ModelConfig& c, size_t file_bytes) {
       kv = c.layers * 2 * n * d * f;
       break;
     case Family::kReformer:
-      kv = c.layers * (n * d * f + c.heads * c.lsh.n_hashes * n * 4);
+      kv = c.layers * (2 * n * d * f + c.heads * c.lsh.n_hashes * n * 4);
       break;
     case Family::kPerceiverAR:
       rows = c.perceiver.latents;

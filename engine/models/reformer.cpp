@@ -139,7 +139,9 @@ class BucketCache {
 
 class ReformerState : public DecodeState {
  public:
-  std::vector<Tensor> inputs;  // per layer (cap, D): LN1 of the attention input
+  // Per layer (H, cap, d): each position's key (normalised) and value, computed once when the
+  // position steps in: they depend on that position's input only.
+  std::vector<Tensor> keys, values;
   std::vector<std::unique_ptr<BucketCache>> buckets;  // per layer (H, n_hashes, cap)
   std::vector<float> x1, x2;                          // (D) the two residual streams
 };
@@ -181,7 +183,8 @@ class ReformerModel : public GraphModel {
     auto st = std::make_unique<ReformerState>();
     const int64_t cap = cfg_.seq_len();
     for (int l = 0; l < cfg_.layers; ++l) {
-      st->inputs.push_back(Tensor::zeros({cap, cfg_.dim}, MemCategory::kCaches));
+      st->keys.push_back(Tensor::zeros({cfg_.heads, cap, cfg_.head_dim()}, MemCategory::kCaches));
+      st->values.push_back(Tensor::zeros({cfg_.heads, cap, cfg_.head_dim()}, MemCategory::kCaches));
       st->buckets.push_back(
           std::make_unique<BucketCache>(static_cast<size_t>(cfg_.heads) * spec_.n_hashes * cap));
     }
@@ -190,9 +193,12 @@ class ReformerModel : public GraphModel {
     return st;
   }
 
-  // trax's predict mode: the new position's LN'd attention input and its bucket ids are
-  // appended to the layer's cache (rotations fixed per layer); its query attends through
-  // attn_lsh_decode_cpu, whose keys and values are recomputed from the cached inputs.
+  // trax's predict mode: the new position's bucket ids are appended to the layer's cache
+  // (rotations fixed per layer) and its query attends through attn_lsh_decode_cpu. trax
+  // caches the LN'd inputs and recomputes the candidates' keys and values every step; they
+  // are a fixed function of each position's input, so they are computed once, when the
+  // position steps in, and read from the cache (the same numbers, ~8 MMAC less per layer and
+  // token at N = 3072).
   Status decode_step(DecodeState& base, int prev_token, float* logits) const override {
     auto& st = static_cast<ReformerState&>(base);
     const int64_t i = st.pos;
@@ -209,29 +215,31 @@ class ReformerModel : public GraphModel {
     for (int l = 0; l < cfg_.layers; ++l) {
       const ReformerBlock& b = blocks_[static_cast<size_t>(l)];
       const float* rot = rotations_[static_cast<size_t>(l)].data();
-      float* inputs = st.inputs[static_cast<size_t>(l)].data();
+      float* keys = st.keys[static_cast<size_t>(l)].data();
+      float* values = st.values[static_cast<size_t>(l)].data();
       int* buckets = st.buckets[static_cast<size_t>(l)]->data();
-      float* hi = inputs + i * D;
-      op_layernorm(x2, b.ln1_g, b.ln1_b, hi, 1, D);
-      op_matmul(hi, b.wqk, q.data(), 1, D, D);
-      for (int hh = 0; hh < H; ++hh)
+      op_layernorm(x2, b.ln1_g, b.ln1_b, t.data(), 1, D);
+      op_matmul(t.data(), b.wqk, q.data(), 1, D, D);
+      for (int hh = 0; hh < H; ++hh) {
         for (int r = 0; r < R; ++r)
           buckets[(static_cast<int64_t>(hh) * R + r) * cap + i] =
               attn_lsh_hash(q.data() + hh * d, rot, r, d, spec_.n_buckets);
-      // k (d) = normalise(h_j Wqk[:, head]); v (d) = h_j Wv[:, head].
-      const LshFetch fetch = [&](int head, int64_t j, float* k, float* vv) {
-        const float* hj = inputs + j * D;
-        std::fill_n(k, d, 0.0f);
-        std::fill_n(vv, d, 0.0f);
+        // k (d) = normalise(h_i Wqk[:, head]); v (d) = h_i Wv[:, head].
+        float* k = keys + (hh * cap + i) * d;
+        float* vv = values + (hh * cap + i) * d;
         for (int e = 0; e < D; ++e) {
-          const float* wk = b.wqk + static_cast<int64_t>(e) * D + head * d;
-          const float* wv = b.wv + static_cast<int64_t>(e) * D + head * d;
+          const float* wk = b.wqk + static_cast<int64_t>(e) * D + hh * d;
+          const float* wv = b.wv + static_cast<int64_t>(e) * D + hh * d;
           for (int c = 0; c < d; ++c) {
-            k[c] += hj[e] * wk[c];
-            vv[c] += hj[e] * wv[c];
+            k[c] += t[e] * wk[c];
+            vv[c] += t[e] * wv[c];
           }
         }
         normalise(k, d);
+      }
+      const LshFetch fetch = [&](int head, int64_t j, float* k, float* vv) {
+        std::memcpy(k, keys + (head * cap + j) * d, sizeof(float) * d);
+        std::memcpy(vv, values + (head * cap + j) * d, sizeof(float) * d);
       };
       attn_lsh_decode_cpu(q.data(), o.data(), H, d, i, spec_, buckets, cap, fetch, &stats_);
       op_matmul(o.data(), b.wo, x1, 1, D, D, /*accumulate=*/true);

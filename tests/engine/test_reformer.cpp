@@ -339,8 +339,8 @@ class TestReformer : public QObject {
     QVERIFY(rel_diff(dec.data(), full.data(), n * kVocab) > 1e-3);
   }
 
-  // The predict-mode caches are the LN'd layer inputs (N, D) and the bucket ids
-  // (H, n_hashes, N) of every layer, all counted under caches.
+  // The predict-mode caches are every layer's keys and values (H, N, d each) and bucket ids
+  // (H, n_hashes, N), all counted under caches.
   void decode_caches_are_counted() {
     auto m = make(small_config());
     QVERIFY(m);
@@ -350,7 +350,7 @@ class TestReformer : public QObject {
     auto st = m->decode_begin();
     const size_t after =
         MemTracker::instance().snapshot().by_category[size_t(MemCategory::kCaches)].current;
-    const size_t per_layer = size_t(c.seq_len()) * c.dim * sizeof(float) +
+    const size_t per_layer = 2 * size_t(c.seq_len()) * c.dim * sizeof(float) +
                              size_t(c.heads) * c.lsh.n_hashes * c.seq_len() * sizeof(int);
     QCOMPARE(after - before, per_layer * c.layers);
     st.reset();
