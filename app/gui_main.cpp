@@ -7,6 +7,7 @@
 
 #include <QApplication>
 #include <QBuffer>
+#include <QComboBox>
 #include <QDir>
 #include <QFileInfo>
 #include <QOpenGLContext>
@@ -33,7 +34,8 @@ constexpr const char* kUsage =
     "usage: attnscope [--model M] [--compare M2 ...] [--compare-prompt P ...] [--seeds K] "
     "[--prompt P] [--keep-rows K | --keep-seconds S] "
     "[--prompt-text T] [--seed S] [--samples N] [--temperature T] [--top-p P] "
-    "[--device cpu|cuda] [--precision f32|tf32|bf16] [--autorun] [--surprise] [--view "
+    "[--device cpu|cuda] [--precision f32|tf32|bf16] [--latent-cache exact|cached] [--autorun] "
+    "[--surprise] [--view "
     "canvas|audio|text|attention|pattern|lsh|memory|step|compare] "
     "[--screenshot FILE]";
 
@@ -68,6 +70,7 @@ struct Options {
   std::optional<double> temperature, top_p;
   bool cuda = false;
   std::optional<attnscope::CudaPrecision> precision;
+  std::optional<attnscope::PerceiverDecode> latent_cache;  // Perceiver AR models only
   bool autorun = false;
   bool surprise = false;  // Compare: the surprise overlay on
 };
@@ -174,6 +177,15 @@ std::optional<Options> parse(const QStringList& args, QString* error) {
         return std::nullopt;
       }
       o.precision = *p;
+    } else if (a == QLatin1String("--latent-cache")) {
+      if (!value(&v)) return std::nullopt;
+      auto d = attnscope::perceiver_decode_from_name(v.toStdString());
+      if (!d) {
+        *error =
+            QStringLiteral("--latent-cache: %1").arg(QString::fromStdString(d.status().message()));
+        return std::nullopt;
+      }
+      o.latent_cache = *d;
     } else if (a == QLatin1String("--autorun")) {
       o.autorun = true;
     } else if (a == QLatin1String("--surprise")) {
@@ -422,6 +434,17 @@ int main(int argc, char** argv) {
                          "--prompt-text for text models; this one is %1")
               .arg(QString::fromStdString(snap->model->config_text)));
       return;
+    }
+    if (opt->latent_cache) {
+      if (snap->model->config.family != attnscope::Family::kPerceiverAR) {
+        emit window.script_error(
+            QStringLiteral("--latent-cache is for Perceiver AR models; %1 is %2")
+                .arg(QFileInfo(QString::fromStdString(snap->model->path)).fileName(),
+                     QString::fromStdString(snap->model->family)));
+        return;
+      }
+      QComboBox* box = window.sampling_panel()->latent_cache_box();
+      box->setCurrentIndex(box->findData(static_cast<int>(*opt->latent_cache)));
     }
     // A prompt that cannot be read has been reported; nothing is generated without it.
     if (!opt->prompt.isEmpty() && !window.open_prompt(opt->prompt)) return;

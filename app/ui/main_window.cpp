@@ -284,6 +284,9 @@ void MainWindow::on_model_loaded(const QString& path) {
   setWindowTitle(QStringLiteral("%1 — Attnscope").arg(QFileInfo(path).fileName()));
   const auto s = session_->snapshot();
   if (!s->model) return;
+  // The panels show the new model now, so that what a handler after this one sets on them
+  // (a script's knobs) is not reset by the next refresh.
+  refresh_views();
   attnscope::Status st = prompt_->set_modality(s->model->config.modality);
   if (!st) show_error(tr("Prompt"), QString::fromStdString(st.message()));
   show_modality_view();

@@ -184,7 +184,7 @@ void SamplingPanel::show_knobs(const session::Snapshot& s) {
   }
   if (!reformer && !perceiver) return;
   knob_table_->setHorizontalHeaderLabels(
-      {reformer ? tr("Hash rounds") : tr("Latents, cache"), tr("tokens/s"), tr("prompt bits/dim")});
+      {reformer ? tr("Hash rounds") : tr("Latents"), tr("tokens/s"), tr("prompt bits/dim")});
   // Rows only ever accumulate for one model (a new model starts an empty table).
   if (knob_table_->rowCount() == static_cast<int>(s.knob_rows.size())) return;
   knob_table_->setRowCount(static_cast<int>(s.knob_rows.size()));
