@@ -990,8 +990,10 @@ class TestGui : public QObject {
   // before the run ends, each on more positions than the last; after Stop it shows what was
   // generated. A model of the bundled size (4 blocks, width 128), so the run lasts seconds.
   void lsh_view_follows_generation() {
+    // Wide and deep enough that a whole image takes several seconds even with the Reformer's
+    // cached keys and values (4 layers of width 128 finished before three answers came).
     const QString path = write_test_model(dir_, QStringLiteral("lsh-live.safetensors"),
-                                          Family::kReformer, "image:32x32x3", 4, 128, 5);
+                                          Family::kReformer, "image:32x32x3", 8, 256, 5);
     QVERIFY(!path.isEmpty());
     QSignalSpy loaded(window_->session(), &session::Session::model_loaded);
     window_->open_model(path);
