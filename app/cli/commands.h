@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "args.h"
+#include "attnscope/backend.h"
 #include "attnscope/cuda.h"
 #include "attnscope/model.h"
 #include "attnscope/status.h"

@@ -3,17 +3,6 @@
 
 namespace attnscope {
 
-#ifndef ATTNSCOPE_HAVE_CUDA
-int backend_cuda_device_count(std::string* why_none) {
-  if (why_none)
-    *why_none = "this build has no CUDA backend (configured with ATTNSCOPE_CUDA=OFF or no nvcc)";
-  return 0;
-}
-bool backend_cuda_supports(const char*) {
-  return false;
-}
-#endif
-
 BackendChoice backend_select(bool want_cuda) {
   if (!want_cuda) return {BackendKind::kCpu, "backend: cpu"};
   std::string why;

@@ -1,4 +1,4 @@
-// model_create_cuda (cuda.h): a Model whose forward is the family's one graph
+// model_create_cuda (backend.h): a Model whose forward is the family's one graph
 // (models/family_graph.h) run by the CUDA executor (exec/device_graph.h) over weights uploaded
 // once, and whose decode step, for the dense and sparse families, is the same graph run on one
 // row with the attention ops appending to and reading device K/V caches. What the device does not
@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "attnscope/backend.h"
 #include "attnscope/cuda.h"
 #include "exec/device_graph.h"
 #include "models/common.h"
@@ -156,6 +157,19 @@ Expected<std::unique_ptr<Model>> model_create_cuda(const ModelConfig& in, const 
   auto m = std::make_unique<DeviceModel>(cfg, std::move(*cpu), std::move(*rt));
   ATTN_RETURN_IF_ERROR(m->init());
   return std::unique_ptr<Model>(std::move(m));
+}
+
+}  // namespace attnscope
+
+#else  // no CUDA backend: the build says so (backend/cuda/absent.cpp has the kernels' answers)
+
+#include "attnscope/backend.h"
+
+namespace attnscope {
+
+Expected<std::unique_ptr<Model>> model_create_cuda(const ModelConfig&, const WeightMap&,
+                                                   CudaPrecision) {
+  return cuda_available();  // the reason this build has no device
 }
 
 }  // namespace attnscope

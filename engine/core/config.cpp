@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "attnscope/model.h"
+#include "attnscope/params.h"
 
 namespace attnscope {
 

@@ -18,7 +18,7 @@
 #include "attnscope/config.h"
 #include "attnscope/cuda.h"
 #include "attnscope/status.h"
-#include "train/attn_train.h"
+#include "exec/tape_attn.h"
 
 namespace attnscope::exec {
 
@@ -87,7 +87,7 @@ Status download(DeviceGraph& g, const DVar& x, float* host);
 // A zero-filled device value (decode caches).
 DVar zeros(DeviceGraph& g, int64_t rows, int64_t cols);
 
-// ---- the ops a family's graph composes (the same shapes and values as train/ops_train.h) --
+// ---- the ops a family's graph composes (the same shapes and values as exec/tape_ops.h) --
 DVar linear(DeviceGraph& g, const DVar& x, const DVar& w, const DVar& b);
 DVar layernorm(DeviceGraph& g, const DVar& x, const DVar& gamma, const DVar& beta);
 DVar gelu(DeviceGraph& g, const DVar& x);

@@ -1,5 +1,5 @@
 // The training tape: values (row-major matrices in float or double), their gradients, and
-// the backward closures that ops record in forward order. Ops live in train/ops_train.h;
+// the backward closures that ops record in forward order. Ops live in exec/tape_ops.h;
 // this file owns only the bookkeeping, recomputation (checkpoint) and the reversible stack.
 #pragma once
 

@@ -1,7 +1,7 @@
 // Attention for training: the tiled forward that keeps either every evaluated tile's
 // probabilities or only the per-row logsumexps, its exact backward (recomputing tiles when
 // nothing was kept), and the tape op over (n, D) head-interleaved matrices.
-#include "train/attn_train.h"
+#include "exec/tape_attn.h"
 
 #include <oneapi/dnnl/dnnl.h>
 

@@ -16,9 +16,8 @@
 
 #include "attnscope/attention.h"
 #include "attnscope/config.h"
-#include "attnscope/model.h"
 #include "attnscope/status.h"
-#include "train/tape.h"
+#include "exec/tape.h"
 
 namespace attnscope::train {
 
@@ -58,7 +57,7 @@ struct TrainAttnSpec {
   AttnLayerView view;
 };
 
-// What a forward saved for its backward; opaque outside attn_train.cpp.
+// What a forward saved for its backward; opaque outside tape_attn.cpp.
 template <typename T>
 struct AttnSaved;
 

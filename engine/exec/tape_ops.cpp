@@ -1,8 +1,8 @@
-// Differentiable ops on the training tape (train/ops_train.h): forwards that
+// Differentiable ops on the training tape (exec/tape_ops.h): forwards that
 // reproduce the inference ops exactly in float, backwards as closures adding
 // into the inputs' gradients, and the row-chunked feed-forward and logit-head
 // losses that recompute per chunk.
-#include "train/ops_train.h"
+#include "exec/tape_ops.h"
 
 #include <oneapi/dnnl/dnnl.h>
 

@@ -1,6 +1,6 @@
 // Differentiable ops on the training tape, one forward and one backward each (the backward
 // is the closure the forward records). Templates over float (training) and double (the
-// finite-difference checks); both are instantiated in ops_train.cpp. Every op computes the
+// finite-difference checks); both are instantiated in tape_ops.cpp. Every op computes the
 // same values as the inference ops in ops/ops.h and models/common.cpp, so a graph built
 // from them reproduces Model::forward.
 #pragma once
@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "attnscope/config.h"
-#include "train/tape.h"
+#include "exec/tape.h"
 
 namespace attnscope::train {
 

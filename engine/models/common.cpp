@@ -9,53 +9,6 @@
 
 namespace attnscope {
 
-namespace {
-int64_t pos_rows(const ModelConfig& cfg) {
-  const auto& m = cfg.modality;
-  if (m.kind == ModalityKind::kImage) return m.height;
-  return (cfg.seq_len() + cfg.pos_width - 1) / cfg.pos_width;
-}
-int64_t pos_cols(const ModelConfig& cfg) {
-  const auto& m = cfg.modality;
-  return m.kind == ModalityKind::kImage ? m.width : cfg.pos_width;
-}
-}  // namespace
-
-void common_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
-  const int64_t D = cfg.dim;
-  out->push_back({"embed.token", {kVocab, D}, ParamInit::kNormal});
-  out->push_back({"embed.bos", {D}, ParamInit::kNormal});
-  out->push_back({"embed.pos_row", {pos_rows(cfg), D}, ParamInit::kNormal});
-  out->push_back({"embed.pos_col", {pos_cols(cfg), D}, ParamInit::kNormal});
-  if (cfg.modality.kind == ModalityKind::kImage)
-    out->push_back({"embed.pos_channel", {cfg.modality.channels, D}, ParamInit::kNormal});
-  out->push_back({"final_ln.weight", {D}, ParamInit::kOnes});
-  out->push_back({"final_ln.bias", {D}, ParamInit::kZeros});
-  out->push_back({"head.weight", {D, kVocab}, ParamInit::kLogits});
-  out->push_back({"head.bias", {kVocab}, ParamInit::kZeros});
-}
-
-void block_param_specs(const std::string& p, int dim, int ff_dim, std::vector<ParamSpec>* out,
-                       bool shared_qk) {
-  const int64_t D = dim, F = ff_dim;
-  out->push_back({p + "ln1.weight", {D}, ParamInit::kOnes});
-  out->push_back({p + "ln1.bias", {D}, ParamInit::kZeros});
-  if (shared_qk) {
-    out->push_back({p + "attn.wqk", {D, D}, ParamInit::kNormal});
-  } else {
-    out->push_back({p + "attn.wq", {D, D}, ParamInit::kNormal});
-    out->push_back({p + "attn.wk", {D, D}, ParamInit::kNormal});
-  }
-  out->push_back({p + "attn.wv", {D, D}, ParamInit::kNormal});
-  out->push_back({p + "attn.wo", {D, D}, ParamInit::kNormalScaled});
-  out->push_back({p + "ln2.weight", {D}, ParamInit::kOnes});
-  out->push_back({p + "ln2.bias", {D}, ParamInit::kZeros});
-  out->push_back({p + "ff.w1", {D, F}, ParamInit::kNormal});
-  out->push_back({p + "ff.b1", {F}, ParamInit::kZeros});
-  out->push_back({p + "ff.w2", {F, D}, ParamInit::kNormalScaled});
-  out->push_back({p + "ff.b2", {D}, ParamInit::kZeros});
-}
-
 const float* weight_ptr(const WeightMap& w, const std::string& name) {
   auto it = w.find(name);
   assert(it != w.end() && "weight missing: did model_check_weights run before create?");

@@ -11,14 +11,6 @@
 
 namespace attnscope {
 
-// ---- parameter specs ----
-// embed.*, final_ln.*, head.*: the tensors every family shares.
-void common_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out);
-// A pre-LN block under prefix (e.g. "blocks.3."): ln1, attn.{wq,wk,wv,wo}, ln2, ff.{w1,b1,w2,b2};
-// with shared_qk (Reformer) one attn.wqk stands for wq and wk.
-void block_param_specs(const std::string& prefix, int dim, int ff_dim, std::vector<ParamSpec>* out,
-                       bool shared_qk = false);
-
 // ---- weights as pointers (names checked by model_check_weights before use) ----
 const float* weight_ptr(const WeightMap& w, const std::string& name);
 

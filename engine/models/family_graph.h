@@ -1,4 +1,4 @@
-// What every family's one forward composes on the tape (train/tape.h): the graph context, the
+// What every family's one forward composes on the tape (exec/tape.h): the graph context, the
 // pre-LN block and its recomputation, and the inference hooks (stop early, describe a layer to
 // the views). The families' forwards (models/<family>.cpp) are written once over these; the
 // trainer differentiates them, Model::forward runs them on a tape that records nothing.
@@ -13,16 +13,16 @@
 #include <vector>
 
 #include "attnscope/config.h"
-#include "train/attn_train.h"
-#include "train/graph.h"
-#include "train/ops_train.h"
+#include "exec/tape_attn.h"
+#include "exec/tape_ops.h"
+#include "models/graph.h"
 #ifdef ATTNSCOPE_HAVE_CUDA
 #include "exec/device_graph.h"
 #endif
 
 namespace attnscope::train {
 
-// A family's graph is written once over an executor G: the training tape (train/tape.h,
+// A family's graph is written once over an executor G: the training tape (exec/tape.h,
 // Tape<float> and Tape<double>, which records a backward or not) or the CUDA executor
 // (exec/device_graph.h). G supplies the value handle G::V (a pointer-like with ->rows and
 // ->cols), G::Scalar, G::kRecords (false: the training-only paths compile away) and push(f); the
@@ -142,7 +142,7 @@ VarOf<G> reformer_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb);
 // then the latent stack; (n - first, D).
 template <typename G>
 VarOf<G> perceiver_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb, int64_t first);
-// The prefix of an n-token sequence a training pass uses (train/graph.h graph_train_length):
+// The prefix of an n-token sequence a training pass uses (models/graph.h graph_train_length):
 // one window of M latents ending at M, 2M, .., n, chosen by draw.
 int64_t perceiver_train_length(const ModelConfig& cfg, int64_t n, uint64_t draw);
 // The latent self-attention stack alone over z (rows, D), the latents at positions first ..

@@ -1,7 +1,7 @@
-// The graph of a model (train/graph.h): checks, the embedding, the family's one forward
+// The graph of a model (models/graph.h): checks, the embedding, the family's one forward
 // (models/<family>.cpp, over models/family_graph.h) and the loss. The same graph serves the
 // trainer (a recording tape) and Model::forward (a quiet tape with GraphOptions::infer).
-#include "train/graph.h"
+#include "models/graph.h"
 
 #include <algorithm>
 #include <cassert>

@@ -8,8 +8,8 @@
 #include "attnscope/config.h"
 #include "attnscope/model.h"
 #include "attnscope/status.h"
-#include "train/attn_train.h"
-#include "train/ops_train.h"
+#include "exec/tape_attn.h"
+#include "exec/tape_ops.h"
 
 namespace attnscope::train {
 

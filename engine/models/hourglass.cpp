@@ -12,29 +12,6 @@
 
 namespace attnscope {
 
-void hourglass_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
-  auto levels = hourglass_parse(cfg.hourglass.hierarchy);
-  if (!levels) return;  // config_validate reports the bad hierarchy
-  int block = 0;
-  for (const HourglassLevel& lv : *levels)
-    for (int l = 0; l < lv.layers; ++l)
-      block_param_specs("blocks." + std::to_string(block++) + ".", cfg.dim, cfg.ff_dim, out);
-  const int64_t D = cfg.dim;
-  const size_t middle = levels->size() / 2;
-  for (size_t s = 0; s < middle; ++s) {
-    const int64_t k = (*levels)[s + 1].factor / (*levels)[s].factor;
-    const std::string i = std::to_string(s);
-    if (cfg.hourglass.pool == HourglassPool::kLinear) {
-      out->push_back({"shorten." + i + ".weight", {k * D, D}, ParamInit::kNormal});
-      out->push_back({"shorten." + i + ".bias", {D}, ParamInit::kZeros});
-    }
-    if (cfg.hourglass.upsample == HourglassUpsample::kLinear) {
-      out->push_back({"upsample." + i + ".weight", {D, k * D}, ParamInit::kNormal});
-      out->push_back({"upsample." + i + ".bias", {k * D}, ParamInit::kZeros});
-    }
-  }
-}
-
 namespace train {
 namespace {
 

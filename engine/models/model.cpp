@@ -12,37 +12,6 @@
 
 namespace attnscope {
 
-std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg) {
-  std::vector<ParamSpec> specs;
-  common_param_specs(cfg, &specs);
-  switch (cfg.family) {
-    case Family::kDense:
-    case Family::kSparse:
-      transformer_param_specs(cfg, &specs);
-      break;
-    case Family::kReformer:
-      reformer_param_specs(cfg, &specs);
-      break;
-    case Family::kPerceiverAR:
-      perceiver_param_specs(cfg, &specs);
-      break;
-    case Family::kHourglass:
-      hourglass_param_specs(cfg, &specs);
-      break;
-  }
-  return specs;
-}
-
-int64_t model_param_count(const ModelConfig& cfg) {
-  int64_t total = 0;
-  for (const auto& s : model_param_specs(cfg)) {
-    int64_t n = 1;
-    for (int64_t d : s.shape) n *= d;
-    total += n;
-  }
-  return total;
-}
-
 WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt) {
   WeightMap w;
   const double scaled = 0.02 / std::sqrt(2.0 * std::max(1, cfg.layers));

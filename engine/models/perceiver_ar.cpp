@@ -13,24 +13,6 @@
 
 namespace attnscope {
 
-void perceiver_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
-  // The cross-attention layer is a pre-LN block whose first layer norm is split in two:
-  // ln_q for the latent queries and ln_kv for the inputs; every other tensor as in a block.
-  std::vector<ParamSpec> cross;
-  block_param_specs("cross.", cfg.dim, cfg.ff_dim, &cross);
-  for (const ParamSpec& s : cross) {
-    if (s.name.rfind("cross.ln1.", 0) == 0) {
-      const std::string leaf = s.name.substr(std::strlen("cross.ln1."));
-      out->push_back({"cross.ln_q." + leaf, s.shape, s.init});
-      out->push_back({"cross.ln_kv." + leaf, s.shape, s.init});
-    } else {
-      out->push_back(s);
-    }
-  }
-  for (int l = 0; l < cfg.layers; ++l)
-    block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out);
-}
-
 namespace train {
 namespace {
 

@@ -16,12 +16,6 @@
 
 namespace attnscope {
 
-void reformer_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
-  for (int l = 0; l < cfg.layers; ++l)
-    block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out,
-                      /*shared_qk=*/true);
-}
-
 namespace train {
 
 // Reversible: X1 = X2 = embedding; Y1 = X1 + Attn(LN1 X2) Wo, Y2 = X2 + FFN(LN2

@@ -7,11 +7,6 @@
 
 namespace attnscope {
 
-void transformer_param_specs(const ModelConfig& cfg, std::vector<ParamSpec>* out) {
-  for (int l = 0; l < cfg.layers; ++l)
-    block_param_specs("blocks." + std::to_string(l) + ".", cfg.dim, cfg.ff_dim, out);
-}
-
 namespace train {
 
 // h (n, D) through the blocks; the views number them 0 .. L-1.

@@ -9,7 +9,7 @@
 #include "attnscope/attention.h"
 #include "attnscope/train.h"
 #include "core/rng.h"
-#include "train/graph.h"
+#include "models/graph.h"
 
 namespace attnscope {
 

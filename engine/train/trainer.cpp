@@ -17,7 +17,7 @@
 #include "attnscope/safetensors.h"
 #include "attnscope/train.h"
 #include "core/rng.h"
-#include "train/graph.h"
+#include "models/graph.h"
 
 namespace attnscope {
 

@@ -12,12 +12,13 @@
 #include <vector>
 
 #include "attnscope/cuda.h"
+#include "attnscope/model.h"
 #include "cuda_checks.h"
 
 #ifdef ATTNSCOPE_HAVE_CUDA
 #include "exec/device_graph.h"
-#include "train/attn_train.h"
-#include "train/ops_train.h"
+#include "exec/tape_attn.h"
+#include "exec/tape_ops.h"
 #endif
 
 using namespace attnscope;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "attnscope/backend.h"
 #include "attnscope/cuda.h"
 #include "attnscope/generate.h"
 #include "attnscope/model.h"

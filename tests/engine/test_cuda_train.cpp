@@ -17,9 +17,9 @@
 #include "attnscope/cuda.h"
 #include "core/rng.h"
 #include "cuda_checks.h"
-#include "train/attn_train.h"
-#include "train/ops_train.h"
-#include "train/tape.h"
+#include "exec/tape.h"
+#include "exec/tape_attn.h"
+#include "exec/tape_ops.h"
 
 using namespace attnscope;
 using namespace cuda_checks;

@@ -1,4 +1,4 @@
-// Tests of the training attention (train/attn_train.h): forwards against the f64 oracle and the
+// Tests of the training attention (exec/tape_attn.h): forwards against the f64 oracle and the
 // inference kernels, backwards against finite differences, stored against recomputed gradients,
 // the tape op, and how the saved attention memory grows with the length.
 #include <QtTest>
@@ -10,7 +10,7 @@
 
 #include "attnscope/attention.h"
 #include "core/rng.h"
-#include "train/attn_train.h"
+#include "exec/tape_attn.h"
 
 using namespace attnscope;
 using namespace attnscope::train;

@@ -1,4 +1,4 @@
-// Tests of the training graphs (train/graph.h) of every family: the forward
+// Tests of the training graphs (models/graph.h) of every family: the forward
 // equals Model::forward, the backward equals finite differences in double, the
 // memory techniques change nothing but memory, and Perceiver AR's cross dropout
 // acts only when asked.
@@ -12,7 +12,7 @@
 #include "attnscope/model.h"
 #include "core/rng.h"
 #include "model_checks.h"
-#include "train/graph.h"
+#include "models/graph.h"
 
 using namespace attnscope;
 using namespace attnscope::train;

@@ -1,5 +1,5 @@
-// Tests of the training ops (train/ops_train.h) and the tape's recomputation
-// helpers (train/tape.h): backwards against central differences in double,
+// Tests of the training ops (exec/tape_ops.h) and the tape's recomputation
+// helpers (exec/tape.h): backwards against central differences in double,
 // float forwards against the inference code, chunked ops against unchunked
 // ones, checkpoint and reversible stacks.
 #include <QtTest>
@@ -12,9 +12,9 @@
 
 #include "attnscope/model.h"
 #include "core/rng.h"
+#include "exec/tape_ops.h"
 #include "models/common.h"
 #include "ops/ops.h"
-#include "train/ops_train.h"
 
 using namespace attnscope;
 using namespace attnscope::train;

@@ -13,7 +13,7 @@
 
 #include "attnscope/safetensors.h"
 #include "attnscope/train.h"
-#include "train/graph.h"
+#include "models/graph.h"
 
 using namespace attnscope;
 

@@ -1,6 +1,6 @@
 // cuda.h in a build without the CUDA backend: every entry point answers unsupported with the
 // reason, so callers print a SKIP line or fall back to the CPU (precision names:
-// cuda_precision.cpp).
+// cuda/precision.cpp).
 #ifndef ATTNSCOPE_HAVE_CUDA
 
 #include "attnscope/cuda.h"
@@ -9,9 +9,18 @@ namespace attnscope {
 
 namespace {
 Status absent() {
-  return unsupported("this build has no CUDA backend (configured with ATTNSCOPE_CUDA=OFF or no nvcc)");
+  return unsupported(
+      "this build has no CUDA backend (configured with ATTNSCOPE_CUDA=OFF or no nvcc)");
 }
 }  // namespace
+
+int backend_cuda_device_count(std::string* why_none) {
+  if (why_none) *why_none = absent().message();
+  return 0;
+}
+bool backend_cuda_supports(const char*) {
+  return false;
+}
 
 Status cuda_available(std::string* info) {
   if (info) info->clear();
@@ -84,11 +93,6 @@ Expected<int> cuda_sample_token(const float*, float, int, float, double) {
 Expected<std::vector<CudaBenchRow>> cuda_bench_attention(const std::vector<int64_t>&,
                                                          const std::vector<int>&, int,
                                                          CudaPrecision) {
-  return absent();
-}
-
-Expected<std::unique_ptr<Model>> model_create_cuda(const ModelConfig&, const WeightMap&,
-                                                   CudaPrecision) {
   return absent();
 }
 

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string>
 
-#include "attnscope/backend.h"
+#include "attnscope/cuda.h"
 
 namespace attnscope {
 

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "attnscope/config.h"
@@ -112,5 +113,25 @@ using LshFetch = std::function<void(int head, int64_t j, float* k, float* v)>;
 void attn_lsh_decode_cpu(const float* q_heads, float* out, int heads, int d, int64_t i,
                          const LshSpec& spec, const int* buckets, int64_t cap,
                          const LshFetch& fetch, AttnStats* stats = nullptr);
+
+// One attention layer of a forward as its kernel saw it, handed to an inspector (see
+// inspect.h) while the tensors exist; every pointer is valid during the callback only.
+struct AttnLayerView {
+  const float* q = nullptr;  // (H, nq, d); Reformer: the shared qk rows (raw, not normalised)
+  const float* k = nullptr;  // (H, nk, d); Reformer: the same rows as q
+  const float* v = nullptr;  // (H, nk, d)
+  const float* o = nullptr;  // (H, nq, d): the kernel's output, before the output projection
+  int heads = 0, d = 0;
+  int64_t nq = 0, nk = 0;
+  int64_t causal_offset = 0;      // query row r may attend to key rows j <= r + causal_offset
+  int64_t query_offset = 0;       // query row r serves positions query_offset + r * stride ..
+  int64_t key_offset = 0;         // key row j stands for positions key_offset + j * stride ..
+  int64_t stride = 1;             // positions per row: 1, or the Hourglass level's total factor
+  std::string key_space;          // "positions", "inputs", "latents" or "level s"
+  int kind_layer = 0;             // the layer index the kind's rule takes (sparse set, LSH rounds)
+  const LshTrace* lsh = nullptr;  // Reformer: this layer's buckets and sorted order
+};
+// Returns a status that the inspecting call passes on.
+using AttnLayerFn = std::function<Status(const AttnLayerView&)>;
 
 }  // namespace attnscope

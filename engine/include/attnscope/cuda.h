@@ -1,4 +1,5 @@
-// The CUDA backend's entry points for parity tests, benchmarks and device models. Every
+// The CUDA backend's entry points for parity tests and benchmarks (models on the device and
+// where a model runs: backend.h). Every
 // function exists in every build: without CUDA (or without a device) it returns an
 // unsupported / not-found Status whose message says why, so callers print a SKIP line.
 // Host-pointer functions copy inputs to the device, run the kernel, and copy results back.
@@ -11,7 +12,6 @@
 
 #include "attnscope/attention.h"
 #include "attnscope/config.h"
-#include "attnscope/model.h"
 #include "attnscope/status.h"
 
 namespace attnscope {
@@ -21,6 +21,15 @@ namespace attnscope {
 enum class CudaPrecision { kF32, kTF32, kBF16 };
 const char* cuda_precision_name(CudaPrecision p);
 Expected<CudaPrecision> cuda_precision_from_name(const std::string& s);
+
+// Device discovery, for backend_select (backend.h) and every caller deciding where to run.
+// Number of CUDA devices; 0 when the build has no CUDA or there is no driver or device.
+int backend_cuda_device_count(std::string* why_none);
+// Whether the CUDA backend runs an op (names as engine/backend/cuda/device.cu lists them:
+// "attn_dense", "attn_sparse_backward", "decode_lsh", ...); false for every op in a build
+// without CUDA. What it declines runs on the CPU: the Reformer's decode ("decode_lsh") and
+// LSH attention's backward ("attn_lsh_backward").
+bool backend_cuda_supports(const char* op_name);
 
 // ok when a device answers; else why not ("this build has no CUDA backend", "no CUDA
 // device: ..."). Device name, compute capability and driver version in *info.
@@ -91,7 +100,7 @@ Status cuda_attn_sparse_backward(const float* q, const float* k, const float* v,
                                  float* dq, float* dk, float* dv, int heads, int64_t n, int d,
                                  const SparseConfig& cfg, int layer, CudaPrecision p);
 // The backward ops the device runs; LSH attention's backward (sort-dependent gather/scatter)
-// is declined and runs on the CPU (train/attn_train.h).
+// is declined and runs on the CPU (exec/tape_attn.h).
 
 // ---- sampling --------------------------------------------------------------------------
 // One token from logits (256) by Sampler::sample's rules (temperature 0 = argmax, top-k 0 =
@@ -115,30 +124,5 @@ struct CudaBenchRow {
 Expected<std::vector<CudaBenchRow>> cuda_bench_attention(const std::vector<int64_t>& lengths,
                                                          const std::vector<int>& ds,
                                                          int total_width, CudaPrecision p);
-
-// ---- models on the device --------------------------------------------------------------
-// A Model whose forward is the family's one graph (models/family_graph.h) run by the CUDA
-// executor (weights uploaded once), for every family; its decode step is the same graph on one
-// row with device K/V caches for the dense and sparse families (the others' decode_step returns
-// unsupported, and model_create_placed generates with them on the CPU). The attention views run
-// on the CPU over the same weights. Head widths other than 32, 64 and 128 are unsupported.
-Expected<std::unique_ptr<Model>> model_create_cuda(const ModelConfig& cfg, const WeightMap& w,
-                                                   CudaPrecision p);
-
-// ---- where a model runs ----------------------------------------------------------------
-enum class ModelUse { kForward, kGenerate };
-struct ModelPlacement {
-  std::unique_ptr<Model> model;
-  bool on_cuda = false;
-  // One informative line: "backend: cuda (NVIDIA H200, compute capability 9.0, driver 13.0;
-  // bf16)" or "backend: cpu (why not cuda)"; "backend: cpu" when the CPU was asked for.
-  std::string note;
-};
-// The model for cfg and weights on the CPU, or on the GPU when want_cuda and the build has
-// CUDA, a device answers and the device runs what use needs (the Reformer's decode does not).
-// Whatever keeps it off the device is a note, not an error: the CPU model runs instead.
-// Errors are what the CPU refuses too (invalid configuration, missing weights).
-Expected<ModelPlacement> model_create_placed(const ModelConfig& cfg, WeightMap weights,
-                                             bool want_cuda, CudaPrecision p, ModelUse use);
 
 }  // namespace attnscope

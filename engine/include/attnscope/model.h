@@ -13,6 +13,7 @@
 
 #include "attnscope/attention.h"
 #include "attnscope/config.h"
+#include "attnscope/params.h"
 #include "attnscope/status.h"
 #include "attnscope/tensor.h"
 
@@ -21,19 +22,6 @@ namespace attnscope {
 using WeightMap = std::map<std::string, Tensor>;
 // Set to true by another thread to stop long work; checked between tokens and layers.
 using CancelFlag = std::atomic<bool>;
-
-enum class ParamInit { kOnes, kZeros, kNormal, kNormalScaled, kLogits };
-// One tensor a family needs: its name in the model file, its shape and how it starts.
-// kNormalScaled is N(0, 0.02) / sqrt(2 * layers) (output projections and W2); kLogits is the
-// logit layer, zero in the paper's initialisation.
-struct ParamSpec {
-  std::string name;
-  std::vector<int64_t> shape;
-  ParamInit init = ParamInit::kNormal;
-};
-// The tensors of a (resolved) configuration, in file order.
-std::vector<ParamSpec> model_param_specs(const ModelConfig& cfg);
-int64_t model_param_count(const ModelConfig& cfg);
 
 struct InitOptions {
   uint64_t seed = 0;
@@ -58,26 +46,6 @@ std::vector<float> model_ordinal_feature(int c, int64_t dim);
 WeightMap model_init_weights(const ModelConfig& cfg, const InitOptions& opt);
 // Every spec'd tensor present with its shape, nothing extra.
 Status model_check_weights(const ModelConfig& cfg, const WeightMap& w);
-
-// One attention layer of a forward as its kernel saw it, handed to an inspector (see
-// inspect.h) while the tensors exist; every pointer is valid during the callback only.
-struct AttnLayerView {
-  const float* q = nullptr;  // (H, nq, d); Reformer: the shared qk rows (raw, not normalised)
-  const float* k = nullptr;  // (H, nk, d); Reformer: the same rows as q
-  const float* v = nullptr;  // (H, nk, d)
-  const float* o = nullptr;  // (H, nq, d): the kernel's output, before the output projection
-  int heads = 0, d = 0;
-  int64_t nq = 0, nk = 0;
-  int64_t causal_offset = 0;      // query row r may attend to key rows j <= r + causal_offset
-  int64_t query_offset = 0;       // query row r serves positions query_offset + r * stride ..
-  int64_t key_offset = 0;         // key row j stands for positions key_offset + j * stride ..
-  int64_t stride = 1;             // positions per row: 1, or the Hourglass level's total factor
-  std::string key_space;          // "positions", "inputs", "latents" or "level s"
-  int kind_layer = 0;             // the layer index the kind's rule takes (sparse set, LSH rounds)
-  const LshTrace* lsh = nullptr;  // Reformer: this layer's buckets and sorted order
-};
-// Returns a status that the inspecting call passes on.
-using AttnLayerFn = std::function<Status(const AttnLayerView&)>;
 
 // Per-family decode caches; opaque to callers.
 class DecodeState {
