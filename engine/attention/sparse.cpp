@@ -6,24 +6,12 @@
 #include <string>
 
 #include "attention/blocks.h"
+#include "attention/sparse_keys.h"
 
 namespace attnscope {
 namespace {
 
 using detail::AttnPass;
-
-Status validate(const SparseConfig& cfg) {
-  if (cfg.stride <= 0)
-    return invalid_argument("sparse attention: stride " + std::to_string(cfg.stride) +
-                            " must be > 0 (resolve stride 0 = auto before calling)");
-  if (cfg.block <= 0)
-    return invalid_argument("sparse attention: block " + std::to_string(cfg.block) +
-                            " must be > 0 (32 or 64)");
-  if (cfg.pattern == SparsePattern::kFixed && (cfg.summary <= 0 || cfg.summary > cfg.stride))
-    return invalid_argument("sparse attention: fixed summary c = " + std::to_string(cfg.summary) +
-                            " must be in [1, stride " + std::to_string(cfg.stride) + "]");
-  return Status::ok();
-}
 
 // The strided A1 is the released code's local mask: the l positions {i-l+1 .. i}, not the
 // paper's l+1 positions {i-l .. i}. With it the union A1 ∪ A2 splits into the disjoint parts
@@ -107,25 +95,12 @@ std::vector<AttnPass> build_passes(const SparseConfig& cfg, SparseSet set, int64
   return detail::sparse_build_passes(cfg, set, n, cfg.block, cfg.block);
 }
 
-// The pattern A(i) of one set as a list of key positions (any order).
+// The pattern A(i) of one set as a list of key positions, in sparse_key_at's order.
 void pattern_keys(const SparseConfig& cfg, SparseSet set, int64_t i, ScratchVector<int64_t>& out) {
   out.clear();
-  const int64_t l = cfg.stride;
-  if (cfg.pattern == SparsePattern::kStrided) {
-    if (set != SparseSet::kA2)
-      for (int64_t j = std::max<int64_t>(0, i - l + 1); j <= i; ++j) out.push_back(j);
-    if (set != SparseSet::kA1)
-      for (int64_t j = set == SparseSet::kA2 ? i : i - l; j >= 0; j -= l) out.push_back(j);
-    return;
-  }
-  const int64_t c = cfg.summary, own = i / l * l;
-  if (set != SparseSet::kA2)
-    for (int64_t j = own; j <= i; ++j) out.push_back(j);
-  if (set != SparseSet::kA1) {
-    const int64_t last = set == SparseSet::kA2 ? i : own - 1;
-    for (int64_t blk = 0; blk * l <= last; ++blk)
-      for (int64_t j = blk * l + l - c; j < blk * l + l && j <= last; ++j) out.push_back(j);
-  }
+  const detail::SparseKeys p = detail::sparse_keys_of(cfg, set);
+  const int64_t n = detail::sparse_key_count(p, i);
+  for (int64_t t = 0; t < n; ++t) out.push_back(detail::sparse_key_at(p, i, t));
 }
 
 // The set of each head of a layer.
@@ -138,30 +113,24 @@ std::vector<SparseSet> head_sets(const SparseConfig& cfg, int layer, int heads) 
 }  // namespace
 
 SparseSet attn_sparse_set(const SparseConfig& cfg, int layer, int head, int heads) {
-  switch (cfg.combine) {
-    case SparseCombine::kInterleaved:
-      return layer % 2 == 0 ? SparseSet::kA1 : SparseSet::kA2;
-    case SparseCombine::kMerged:
-      return SparseSet::kUnion;
-    case SparseCombine::kPerHead:
-      if (heads == 1) return SparseSet::kUnion;
-      return head < heads / 2 ? SparseSet::kA1 : SparseSet::kA2;
-  }
-  return SparseSet::kUnion;
+  return detail::sparse_head_set(cfg.combine, layer, head, heads);
+}
+
+Status attn_sparse_validate(const SparseConfig& cfg) {
+  if (cfg.stride <= 0)
+    return invalid_argument("sparse attention: stride " + std::to_string(cfg.stride) +
+                            " must be > 0 (resolve stride 0 = auto before calling)");
+  if (cfg.block <= 0)
+    return invalid_argument("sparse attention: block " + std::to_string(cfg.block) +
+                            " must be > 0 (32 or 64)");
+  if (cfg.pattern == SparsePattern::kFixed && (cfg.summary <= 0 || cfg.summary > cfg.stride))
+    return invalid_argument("sparse attention: fixed summary c = " + std::to_string(cfg.summary) +
+                            " must be in [1, stride " + std::to_string(cfg.stride) + "]");
+  return Status::ok();
 }
 
 bool attn_sparse_allowed(const SparseConfig& cfg, SparseSet set, int64_t i, int64_t j) {
-  if (j > i || j < 0) return false;
-  const int64_t l = cfg.stride;
-  bool a1, a2;
-  if (cfg.pattern == SparsePattern::kStrided) {
-    a1 = j >= i - l + 1;
-    a2 = (i - j) % l == 0;
-  } else {
-    a1 = j / l == i / l;
-    a2 = j % l >= l - cfg.summary;
-  }
-  return set == SparseSet::kA1 ? a1 : set == SparseSet::kA2 ? a2 : (a1 || a2);
+  return detail::sparse_key_allowed(detail::sparse_keys_of(cfg, set), i, j);
 }
 
 // q, k, v, out are (H, n, d). Pass 0 of every head runs first, then pass 1 of the heads
@@ -169,7 +138,7 @@ bool attn_sparse_allowed(const SparseConfig& cfg, SparseSet set, int64_t i, int6
 Status attn_sparse_forward_cpu(const float* q, const float* k, const float* v, float* out,
                                int heads, int64_t n, int d, const SparseConfig& cfg, int layer,
                                AttnStats* stats) {
-  if (Status s = validate(cfg); !s) return s;
+  if (Status s = attn_sparse_validate(cfg); !s) return s;
   if (heads < 0 || n < 0 || d <= 0)
     return invalid_argument("attn_sparse_forward_cpu: heads, n must be >= 0 and d > 0");
   const std::vector<SparseSet> sets = head_sets(cfg, layer, heads);
@@ -197,7 +166,7 @@ Status attn_sparse_forward_cpu(const float* q, const float* k, const float* v, f
 // segment), masked entries inside a kept tile included: what the forward evaluates. Returns
 // 0 for a configuration attn_sparse_forward_cpu would reject.
 int64_t attn_sparse_layout_entries(const SparseConfig& cfg, int layer, int heads, int64_t n) {
-  if (!validate(cfg) || n <= 0) return 0;
+  if (!attn_sparse_validate(cfg) || n <= 0) return 0;
   std::map<SparseSet, int64_t> per_set;
   int64_t total = 0;
   for (SparseSet s : head_sets(cfg, layer, heads)) {
@@ -215,7 +184,8 @@ int64_t attn_sparse_layout_entries(const SparseConfig& cfg, int layer, int heads
 void attn_sparse_decode_cpu(const float* q, const float* kcache, const float* vcache, float* out,
                             int heads, int64_t cap, int64_t i, int d, const SparseConfig& cfg,
                             int layer, AttnStats* stats) {
-  assert(validate(cfg).is_ok() && "resolve SparseConfig.stride (0 = auto) before decoding");
+  assert(attn_sparse_validate(cfg).is_ok() &&
+         "resolve SparseConfig.stride (0 = auto) before decoding");
   ScratchVector<int64_t> keys;
   int64_t read = 0;
   for (int h = 0; h < heads; ++h) {

@@ -163,24 +163,11 @@ inline T exp_nonpos(T x) {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-Status check_sparse(const SparseConfig& cfg) {
-  if (cfg.stride <= 0)
-    return invalid_argument("train attention: sparse stride " + std::to_string(cfg.stride) +
-                            " must be > 0 (resolve stride 0 = auto first)");
-  if (cfg.block <= 0)
-    return invalid_argument("train attention: sparse block " + std::to_string(cfg.block) +
-                            " must be > 0");
-  if (cfg.pattern == SparsePattern::kFixed && (cfg.summary <= 0 || cfg.summary > cfg.stride))
-    return invalid_argument("train attention: fixed summary c = " + std::to_string(cfg.summary) +
-                            " must be in [1, stride " + std::to_string(cfg.stride) + "]");
-  return Status::ok();
-}
-
 Status check_args(int heads, int64_t nq, int64_t nk, int d, const TrainAttnSpec& spec) {
   if (heads < 1 || d < 1 || nq < 0 || nk < 0)
     return invalid_argument("train attention: heads and d must be >= 1, lengths >= 0");
   if (spec.kind == TrainAttnKind::kSparse) {
-    ATTN_RETURN_IF_ERROR(check_sparse(spec.sparse));
+    ATTN_RETURN_IF_ERROR(attn_sparse_validate(spec.sparse));
     if (nq != nk) return invalid_argument("train attention: sparse needs nq == nk");
   }
   if (spec.kind == TrainAttnKind::kLsh) {

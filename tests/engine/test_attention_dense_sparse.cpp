@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "attention/sparse_keys.h"
 #include "attnscope/attention.h"
 #include "core/rng.h"
 
@@ -89,6 +90,7 @@ class TestAttentionDenseSparse : public QObject {
   void dense_matches_naive_causal();
   void dense_matches_naive_with_query_offset();
   void sparse_sets_follow_combine_mode();
+  void sparse_key_lists_are_the_mask();
   void sparse_matches_naive_all_patterns_and_modes();
   void sparse_layout_is_far_below_dense();
   void dense_decode_matches_forward_rows();
@@ -168,6 +170,52 @@ void TestAttentionDenseSparse::sparse_sets_follow_combine_mode() {
   QVERIFY(!attn_sparse_allowed(fx, SparseSet::kA1, 17, 15));
   QVERIFY(attn_sparse_allowed(fx, SparseSet::kA2, 17, 14));
   QVERIFY(!attn_sparse_allowed(fx, SparseSet::kA2, 17, 13));
+}
+
+// The key list both decode kernels walk (attention/sparse_keys.h: the CPU's and the CUDA
+// one's) against the paper's sets, written out here: every allowed key exactly once, nothing
+// else, and A1's keys first.
+void TestAttentionDenseSparse::sparse_key_lists_are_the_mask() {
+  struct Case {
+    SparsePattern pattern;
+    int l, c;
+  };
+  const Case cases[] = {{SparsePattern::kStrided, 1, 1},  {SparsePattern::kStrided, 7, 1},
+                        {SparsePattern::kStrided, 32, 1}, {SparsePattern::kFixed, 8, 1},
+                        {SparsePattern::kFixed, 8, 3},    {SparsePattern::kFixed, 8, 8},
+                        {SparsePattern::kFixed, 5, 2}};
+  int64_t checked = 0;
+  for (const Case& cs : cases)
+    for (SparseSet set : {SparseSet::kA1, SparseSet::kA2, SparseSet::kUnion}) {
+      SparseConfig cfg = sparse_cfg(cs.pattern, SparseCombine::kMerged, cs.l, 32, 1);
+      cfg.summary = cs.c;
+      const detail::SparseKeys keys = detail::sparse_keys_of(cfg, set);
+      const int64_t l = cs.l;
+      for (int64_t i = 0; i < 100; ++i) {
+        std::vector<int64_t> want, a1_part;
+        for (int64_t j = 0; j <= i; ++j) {
+          const bool a1 = cs.pattern == SparsePattern::kStrided ? i - j < l : j / l == i / l;
+          const bool a2 =
+              cs.pattern == SparsePattern::kStrided ? (i - j) % l == 0 : j % l >= l - cs.c;
+          if (set == SparseSet::kA1 ? a1 : set == SparseSet::kA2 ? a2 : (a1 || a2))
+            want.push_back(j);
+          if (a1 && set != SparseSet::kA2) a1_part.push_back(j);
+        }
+        const int64_t n = detail::sparse_key_count(keys, i);
+        QCOMPARE(n, static_cast<int64_t>(want.size()));
+        std::vector<int64_t> got;
+        for (int64_t t = 0; t < n; ++t) got.push_back(detail::sparse_key_at(keys, i, t));
+        QVERIFY2(std::equal(a1_part.begin(), a1_part.end(), got.begin()),
+                 "A1's keys come first, ascending");
+        std::sort(got.begin(), got.end());
+        QCOMPARE(got, want);
+        for (int64_t j = 0; j <= i + 1; ++j)
+          QCOMPARE(detail::sparse_key_allowed(keys, i, j),
+                   std::binary_search(want.begin(), want.end(), j));
+        ++checked;
+      }
+    }
+  QCOMPARE(checked, int64_t{7 * 3 * 100});
 }
 
 void TestAttentionDenseSparse::sparse_matches_naive_all_patterns_and_modes() {

@@ -5,6 +5,7 @@
 // positions may be read on the device, so a captured CUDA graph replays for every position.
 #include <cmath>
 
+#include "attention/sparse_keys.h"
 #include "backend/cuda/common.cuh"
 
 namespace attnscope::cuda {
@@ -16,56 +17,16 @@ constexpr int kMaxD = 256;  // head width limit: 8 values per lane
 constexpr int64_t kKeysPerSplit = 256;
 constexpr int kMaxSplits = 128;
 
-// Which keys a head reads. kind 0: keys 0 .. n_keys-1; 1: strided; 2: fixed (sparse.cpp).
+// Which keys a head reads: all of 0 .. n_keys-1 (dense), or a Sparse Transformer pattern
+// whose sets and keys are attention/sparse_keys.h's, the CPU's own definitions.
 struct Pattern {
-  int kind;
-  int64_t l, c;
-  int combine;  // 0 interleaved, 1 merged, 2 per-head (SparseCombine order)
+  bool sparse;
+  SparseConfig cfg;  // sparse only
   int layer, heads;
   int64_t n_keys, i;          // host values
   const int64_t* n_keys_dev;  // dense: read instead of n_keys when not null
   const int64_t* i_dev;       // sparse: read instead of i when not null
 };
-
-// attn_sparse_set: 0 A1, 1 A2, 2 union.
-__device__ int head_set(const Pattern& p, int head) {
-  if (p.combine == 0) return p.layer % 2 == 0 ? 0 : 1;
-  if (p.combine == 1) return 2;
-  if (p.heads == 1) return 2;
-  return head < p.heads / 2 ? 0 : 1;
-}
-
-// |A(i)| of the head's set, and its t-th key (any fixed order: A1's keys, then A2's).
-__device__ int64_t pattern_count(const Pattern& p, int set, int64_t i) {
-  const int64_t l = p.l;
-  if (p.kind == 1) {
-    const int64_t n1 = set != 1 ? i - max(int64_t{0}, i - l + 1) + 1 : 0;
-    const int64_t n2 = set == 0 ? 0 : set == 1 ? i / l + 1 : i / l;
-    return n1 + n2;
-  }
-  const int64_t own = i / l * l, c = p.c;
-  const int64_t n1 = set != 1 ? i - own + 1 : 0;
-  int64_t n2 = 0;
-  if (set == 2) n2 = (i / l) * c;
-  if (set == 1) n2 = (i / l) * c + max(int64_t{0}, i % l - (l - c) + 1);
-  return n1 + n2;
-}
-
-__device__ int64_t pattern_key(const Pattern& p, int set, int64_t i, int64_t t) {
-  const int64_t l = p.l;
-  if (p.kind == 1) {
-    const int64_t lo1 = max(int64_t{0}, i - l + 1);
-    const int64_t n1 = set != 1 ? i - lo1 + 1 : 0;
-    if (t < n1) return lo1 + t;
-    const int64_t u = t - n1;
-    return set == 1 ? i - u * l : i - (u + 1) * l;
-  }
-  const int64_t own = i / l * l, c = p.c;
-  const int64_t n1 = set != 1 ? i - own + 1 : 0;
-  if (t < n1) return own + t;
-  const int64_t u = t - n1;
-  return (u / c) * l + (l - c) + u % c;
-}
 
 // Grid (heads, splits), kDecodeWarps warps. part (H, splits, d + 2): acc (d), m, l.
 __global__ void decode_partial_kernel(Pattern p, const float* q, const float* kc, const float* vc,
@@ -75,14 +36,15 @@ __global__ void decode_partial_kernel(Pattern p, const float* q, const float* kc
   const int head = blockIdx.x, split = blockIdx.y, splits = gridDim.y;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   int64_t n;
-  int set = 0;
+  detail::SparseKeys keys;
   int64_t i = 0;
-  if (p.kind == 0) {
+  if (!p.sparse) {
     n = p.n_keys_dev ? *p.n_keys_dev : p.n_keys;
   } else {
     i = p.i_dev ? *p.i_dev : p.i;
-    set = head_set(p, head);
-    n = pattern_count(p, set, i);
+    keys = detail::sparse_keys_of(p.cfg,
+                                  detail::sparse_head_set(p.cfg.combine, p.layer, head, p.heads));
+    n = detail::sparse_key_count(keys, i);
   }
   const int64_t t0 = split * chunk, t1 = min(n, t0 + chunk);
   const float* qh = q + static_cast<int64_t>(head) * d;
@@ -98,7 +60,7 @@ __global__ void decode_partial_kernel(Pattern p, const float* q, const float* kc
   }
   float m = -INFINITY, l = 0.0f;
   for (int64_t t = t0 + warp; t < t1; t += kDecodeWarps) {
-    const int64_t j = p.kind == 0 ? t : pattern_key(p, set, i, t);
+    const int64_t j = p.sparse ? detail::sparse_key_at(keys, i, t) : t;
     const float* kr = kh + j * d;
     const float* vr = vh + j * d;
     float dot = 0.0f;
@@ -195,7 +157,7 @@ Status attn_decode_dense(CudaCtx& ctx, const float* q, const float* kcache, cons
     return invalid_argument("decode: n_keys " + std::to_string(n_keys) + " outside 0.." +
                             std::to_string(cap));
   Pattern p{};
-  p.kind = 0;
+  p.sparse = false;
   p.n_keys = n_keys;
   p.n_keys_dev = n_keys_dev;
   return run_decode(ctx, p, q, kcache, vcache, out, heads, cap, d, n_keys_dev ? cap : n_keys);
@@ -204,19 +166,13 @@ Status attn_decode_dense(CudaCtx& ctx, const float* q, const float* kcache, cons
 Status attn_decode_sparse(CudaCtx& ctx, const float* q, const float* kcache, const float* vcache,
                           float* out, int heads, int64_t cap, int64_t i, int d,
                           const SparseConfig& cfg, int layer, const int64_t* i_dev) {
-  if (cfg.stride <= 0) return invalid_argument("sparse decode: resolve stride 0 = auto first");
-  if (cfg.pattern == SparsePattern::kFixed && (cfg.summary <= 0 || cfg.summary > cfg.stride))
-    return invalid_argument("sparse decode: summary must be in [1, stride]");
+  ATTN_RETURN_IF_ERROR(attn_sparse_validate(cfg));
   if (!i_dev && (i < 0 || i >= cap))
     return invalid_argument("sparse decode: position " + std::to_string(i) + " outside 0.." +
                             std::to_string(cap - 1));
   Pattern p{};
-  p.kind = cfg.pattern == SparsePattern::kStrided ? 1 : 2;
-  p.l = cfg.stride;
-  p.c = cfg.summary;
-  p.combine = cfg.combine == SparseCombine::kInterleaved ? 0
-              : cfg.combine == SparseCombine::kMerged    ? 1
-                                                         : 2;
+  p.sparse = true;
+  p.cfg = cfg;
   p.layer = layer;
   p.heads = heads;
   p.i = i;
@@ -225,8 +181,9 @@ Status attn_decode_sparse(CudaCtx& ctx, const float* q, const float* kcache, con
   // i/l + 1 (strided) or (i/l + 1) c (fixed).
   const int64_t top = i_dev ? cap - 1 : i;
   const int64_t l = cfg.stride;
-  const int64_t bound =
-      l + (p.kind == 1 ? top / l + 1 : (top / l + 1) * static_cast<int64_t>(cfg.summary));
+  const int64_t bound = l + (cfg.pattern == SparsePattern::kStrided
+                                 ? top / l + 1
+                                 : (top / l + 1) * static_cast<int64_t>(cfg.summary));
   return run_decode(ctx, p, q, kcache, vcache, out, heads, cap, d, bound);
 }
 

@@ -44,16 +44,12 @@ using detail::AttnPass;
 // selection per row block is the same rule, so only the masked share inside kept tiles grows).
 constexpr int kPlanRows = attn::kBQ;
 
+// attn_sparse_validate, and a block that fits the kernel's key tile.
 Status validate(const SparseConfig& cfg) {
-  if (cfg.stride <= 0)
-    return invalid_argument("sparse attention: stride " + std::to_string(cfg.stride) +
-                            " must be > 0 (resolve stride 0 = auto before calling)");
-  if (cfg.block <= 0 || cfg.block > attn::kBK)
+  ATTN_RETURN_IF_ERROR(attn_sparse_validate(cfg));
+  if (cfg.block > attn::kBK)
     return invalid_argument("sparse attention: block " + std::to_string(cfg.block) +
                             " must be in 1..64 on the GPU");
-  if (cfg.pattern == SparsePattern::kFixed && (cfg.summary <= 0 || cfg.summary > cfg.stride))
-    return invalid_argument("sparse attention: fixed summary c = " + std::to_string(cfg.summary) +
-                            " must be in [1, stride " + std::to_string(cfg.stride) + "]");
   return Status::ok();
 }
 

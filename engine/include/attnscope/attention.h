@@ -48,6 +48,9 @@ void attn_dense_decode_cpu(const float* q, const float* kcache, const float* vca
 // ---- Sparse Transformer ------------------------------------------------------------------
 // Which of the factorised sets a (layer, head) uses.
 enum class SparseSet { kA1, kA2, kUnion };
+// Ok when every kernel can run cfg: stride > 0 (0 = auto must be resolved first), block > 0,
+// and for the fixed pattern a summary c in [1, stride]. Every sparse entry point checks this.
+Status attn_sparse_validate(const SparseConfig& cfg);
 SparseSet attn_sparse_set(const SparseConfig& cfg, int layer, int head, int heads);
 // The mask of one (layer, head): strided A1(i) = {max(0, i-l+1) .. i} (the released code's l
 // positions), A2(i) = {j <= i : (i-j) mod l = 0}; fixed A1(i) = {j <= i : j/l = i/l},
