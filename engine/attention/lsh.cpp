@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "attention/fast_exp.h"
+#include "attention/lsh_rule.h"
 #include "attnscope/attention.h"
 #include "attnscope/tensor.h"
 #include "core/rng.h"
@@ -22,9 +23,7 @@ namespace attnscope {
 
 namespace {
 
-// The score a token gives itself: finite, so a token whose allowed set is only itself
-// still attends to itself (trax's exclude_self), while any other key outweighs it.
-constexpr double kSelfScore = -1e5;
+using detail::kLshSelfScore;
 // Stream tag for the rotations ("LSH"), so they never share a stream with weight init.
 constexpr uint64_t kRotationStream = 0x4C5348;
 
@@ -197,7 +196,7 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
     trace->order.assign(static_cast<size_t>(hn) * R, 0);
   }
 
-  // (1) norm (H, N): |x|; kscale (H, N): 1/sqrt(d) / |x| with trax's floor of 1e-6 on |x|^2.
+  // (1) norm (H, N): |x|; kscale (H, N): 1/sqrt(d) / |x| (lsh_rule.h's floor).
   ScratchVector<double> norm(static_cast<size_t>(hn));
   ScratchVector<float> kscale(static_cast<size_t>(hn));
 #pragma omp parallel for schedule(static)
@@ -207,7 +206,7 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
 #pragma omp simd reduction(+ : ss)
     for (int c = 0; c < d; ++c) ss += static_cast<double>(x[c]) * x[c];
     norm[row] = std::sqrt(ss);
-    kscale[row] = static_cast<float>(scale / std::sqrt(std::max(ss, 1e-6)));
+    kscale[row] = static_cast<float>(scale / detail::lsh_key_norm(ss));
   }
 
   // (2) rmax (R): the largest column norm of each round's rotation, for the error bound of
@@ -350,7 +349,7 @@ Status attn_lsh_forward_cpu(const float* qk, const float* v, float* out, int hea
 #pragma omp simd reduction(+ : cnt) reduction(max : mx)
               for (int64_t t = 0; t < nk; ++t) {
                 const float val = pw[t] < i    ? sr[t] * kw[t]
-                                  : pw[t] == i ? static_cast<float>(kSelfScore)
+                                  : pw[t] == i ? static_cast<float>(kLshSelfScore)
                                                : kNegInf;
                 sr[t] = val;
                 cnt += pw[t] < i ? 1 : 0;
@@ -435,7 +434,7 @@ void attn_lsh_decode_cpu(const float* q_heads, float* out, int heads, int d, int
       for (int64_t j : picked[r]) {
         const size_t p = std::lower_bound(distinct.begin(), distinct.end(), j) - distinct.begin();
         if (j == i) {
-          scores.push_back(kSelfScore);
+          scores.push_back(kLshSelfScore);
         } else {
           scores.push_back(dot(q, kbuf.data() + p * d, d) * scale);
           if (stats) ++stats->score_entries;

@@ -14,12 +14,7 @@
 #include <cstdint>
 
 #include "attnscope/attention.h"
-
-#if defined(__CUDACC__)
-#define ATTN_HOST_DEVICE __host__ __device__
-#else
-#define ATTN_HOST_DEVICE
-#endif
+#include "core/host_device.h"
 
 namespace attnscope::detail {
 

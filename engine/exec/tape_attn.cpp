@@ -14,6 +14,7 @@
 
 #include "attention/blocks.h"
 #include "attention/fast_exp.h"
+#include "attention/lsh_rule.h"
 #include "ops/ops.h"
 
 namespace attnscope::train {
@@ -22,10 +23,8 @@ namespace {
 
 // Query rows and keys of a dense tile.
 constexpr int64_t kTile = 64;
-// The score a LSH query gives itself (as attn_lsh_forward_cpu): finite, constant.
-constexpr double kSelfScore = -1e5;
-// trax's floor on |x|^2 when normalising LSH keys.
-constexpr double kNormFloor = 1e-6;
+using detail::kLshNormFloor;
+using detail::kLshSelfScore;
 // Multiply-adds below which a call runs on one thread (threads cost more than they save).
 constexpr int64_t kParallelWork = int64_t{1} << 18;
 
@@ -275,8 +274,8 @@ void build_layout(AttnSaved<T>& s, const TrainAttnSpec& spec) {
       const T* x = s.q.row(h, i);
       double ss = 0.0;
       for (int c = 0; c < s.d; ++c) ss += static_cast<double>(x[c]) * x[c];
-      s.inv_norm[h * n + i] = static_cast<T>(1.0 / std::sqrt(std::max(ss, kNormFloor)));
-      s.floored[h * n + i] = ss < kNormFloor ? 1 : 0;
+      s.inv_norm[h * n + i] = static_cast<T>(1.0 / detail::lsh_key_norm(ss));
+      s.floored[h * n + i] = ss < kLshNormFloor ? 1 : 0;
     }
     for (int r = 0; r < R; ++r) {
       const float* rot = spec.rotations + static_cast<size_t>(r) * s.d * (nb / 2);
@@ -375,7 +374,7 @@ void tile_scores(const AttnSaved<T>& s, const Pass& p, const Tile& t, TileScratc
       const int64_t i = p.q(t.r0 + a);
       char* fl = w.self.data() + a * nc;
       const int64_t* kp = p.kpos.data() + t.c0;
-      const T self = static_cast<T>(kSelfScore);
+      const T self = static_cast<T>(kLshSelfScore);
 #pragma omp simd
       for (int64_t b = 0; b < nc; ++b) {
         sr[b] = kp[b] < i ? sr[b] * scale : kp[b] == i ? self : ninf;

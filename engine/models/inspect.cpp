@@ -12,14 +12,15 @@
 #include <functional>
 #include <limits>
 
+#include "attention/lsh_rule.h"
 #include "core/rng.h"
 
 namespace attnscope {
 
 namespace {
 
-// The score the LSH forward gives a token for itself (attn_lsh_forward_cpu's kSelfScore).
-constexpr double kLshSelfScore = -1e5;
+// The score the LSH forward gives a token for itself, and its key norm (attention/lsh_rule.h).
+using detail::kLshSelfScore;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
 // w (count) = softmax of s over the entries with ok set, exactly 0 elsewhere; returns the
@@ -43,9 +44,9 @@ double dot(const float* a, const float* b, int d) {
   return s;
 }
 
-// 1 / |x| with the LSH forward's floor of 1e-6 on |x|^2: keys are qk rows scaled by this.
+// 1 / |x| with the LSH forward's floor on |x|^2: keys are qk rows scaled by this.
 double inv_norm(const float* x, int d) {
-  return 1.0 / std::sqrt(std::max(dot(x, x, d), 1e-6));
+  return 1.0 / detail::lsh_key_norm(dot(x, x, d));
 }
 
 // The sorted slots of one head of an LSH layer: slot (R, n) is the inverse of order.

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "attention/lsh_rule.h"
 #include "models/common.h"
 #include "models/families.h"
 #include "models/graph_model.h"
@@ -140,11 +141,11 @@ class ReformerState : public DecodeState {
   std::vector<float> x1, x2;                          // (D) the two residual streams
 };
 
-// y (d) = x / |x|, |x|^2 floored at 1e-6 as in the LSH forward.
+// y (d) = x / |x|, |x|^2 floored as in the LSH forward (attention/lsh_rule.h).
 void normalise(float* y, int d) {
   double ss = 0.0;
   for (int c = 0; c < d; ++c) ss += static_cast<double>(y[c]) * y[c];
-  const double inv = 1.0 / std::sqrt(std::max(ss, 1e-6));
+  const double inv = 1.0 / detail::lsh_key_norm(ss);
   for (int c = 0; c < d; ++c) y[c] = static_cast<float>(y[c] * inv);
 }
 

@@ -7,16 +7,17 @@
 #include <cmath>
 #include <cub/device/device_segmented_radix_sort.cuh>
 
+#include "attention/lsh_rule.h"
 #include "backend/cuda/common.cuh"
 
 namespace attnscope::cuda {
 
 namespace {
 
-constexpr double kSelfScore = -1e5;
+using detail::kLshSelfScore;
 constexpr int kMaxLshD = 256;  // 8 values per lane
 
-// kscale (H*N) = 1/sqrt(d) / sqrt(max(|x|^2, 1e-6)), |x|^2 in double (lsh.cpp pass 1).
+// kscale (H*N) = 1/sqrt(d) / |x| with lsh_rule.h's floor, |x|^2 in double (lsh.cpp pass 1).
 __global__ void lsh_scale_kernel(const float* qk, float* kscale, int64_t rows, int d,
                                  double scale) {
   for (int64_t row = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; row < rows;
@@ -24,7 +25,7 @@ __global__ void lsh_scale_kernel(const float* qk, float* kscale, int64_t rows, i
     const float* x = qk + row * d;
     double ss = 0.0;
     for (int c = 0; c < d; ++c) ss += static_cast<double>(x[c]) * x[c];
-    kscale[row] = static_cast<float>(scale / sqrt(fmax(ss, 1e-6)));
+    kscale[row] = static_cast<float>(scale / detail::lsh_key_norm(ss));
   }
 }
 
@@ -133,7 +134,7 @@ __global__ void lsh_attend_kernel(const float* qk, const float* v, const float* 
       if (j > i) continue;  // warp-uniform
       float sc;
       if (j == i) {
-        sc = static_cast<float>(kSelfScore);
+        sc = static_cast<float>(kLshSelfScore);
       } else {
         float dot = 0.0f;
 #pragma unroll
@@ -223,7 +224,7 @@ __global__ void __launch_bounds__(kChunkWarps * 32)
           for (int c = 0; c < d; ++c) dot = fmaf(xq[c], xk[c], dot);
           val = dot * ks[u];
         } else if (j == i) {
-          val = static_cast<float>(kSelfScore);
+          val = static_cast<float>(kLshSelfScore);
         }
       }
       sc[k] = val;
