@@ -64,10 +64,10 @@ class DeviceModel : public Model {
                               std::to_string(cfg_.seq_len()));
     std::lock_guard<std::mutex> lock(mu_);
     DeviceGraph g(rt_);
-    train::Ctx<DeviceGraph> c = ctx(cancel);
+    tape::Ctx<DeviceGraph> c = ctx(cancel);
     DVar emb = exec::embed(g, *params_, cfg_, x, 0, n);
     int64_t first = 0;
-    DVar hidden = train::family_hidden(g, c, emb, &first);
+    DVar hidden = tape::family_hidden(g, c, emb, &first);
     DVar out = exec::head_logits(g, *params_, hidden);  // (n - first, 256)
     if (cancel && cancel->load()) return cancelled("forward cancelled");
     Tensor t = Tensor::zeros({out->rows, kVocab}, MemCategory::kActivations);
@@ -105,10 +105,10 @@ class DeviceModel : public Model {
     DeviceGraph g(rt_);
     g.decode = &st.caches;
     st.caches.pos = i;
-    train::Ctx<DeviceGraph> c = ctx(nullptr);
+    tape::Ctx<DeviceGraph> c = ctx(nullptr);
     DVar emb = exec::embed(g, *params_, cfg_, st.tokens.data(), i, 1);
     int64_t first = 0;
-    DVar out = exec::head_logits(g, *params_, train::family_hidden(g, c, emb, &first));
+    DVar out = exec::head_logits(g, *params_, tape::family_hidden(g, c, emb, &first));
     ATTN_RETURN_IF_ERROR(exec::download(g, out, logits));
     ++st.pos;
     return Status::ok();
@@ -121,8 +121,8 @@ class DeviceModel : public Model {
   }
 
  private:
-  train::Ctx<DeviceGraph> ctx(const CancelFlag* cancel) const {
-    train::Ctx<DeviceGraph> c;
+  tape::Ctx<DeviceGraph> ctx(const CancelFlag* cancel) const {
+    tape::Ctx<DeviceGraph> c;
     c.cfg = cfg_;
     c.p = params_;
     c.opt.cross_dropout = 0;

@@ -109,7 +109,7 @@ DVar ffn_block(DeviceGraph& g, const DParams& p, const std::string& prefix, cons
 // q_offset, the sparse block plan of (spec.sparse, spec.layer), shared-QK LSH). While decoding:
 // one query row at g.decode->pos against the layer's cache.
 DVar attention(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& v, int heads,
-               const train::TrainAttnSpec& spec);
+               const tape::TrainAttnSpec& spec);
 // (n, 256) logits of the final layer norm and head.
 DVar head_logits(DeviceGraph& g, const DParams& p, const DVar& hidden);
 // Recomputation is a memory technique of the tape: here the sub-graph simply runs.
@@ -120,6 +120,6 @@ inline DVar checkpoint(DeviceGraph& g, const std::vector<DVar>& in,
 
 }  // namespace attnscope::exec
 
-namespace attnscope::train {
+namespace attnscope::tape {
 using exec::DeviceGraph;
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -13,7 +13,7 @@
 
 #include "attnscope/tensor.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 // A std allocator counting its bytes under a category chosen at run time (a parameter's
 // data counts as weights, every other value's as activations).
@@ -278,4 +278,4 @@ std::pair<Var<T>, Var<T>> reversible_stack(Tape<T>& tape, Var<T> x1, Var<T> x2,
   return {y1, y2};
 }
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -17,7 +17,7 @@
 #include "attention/lsh_rule.h"
 #include "ops/ops.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 namespace {
 
@@ -855,4 +855,4 @@ template Var<float> attention<float>(Tape<float>&, const Var<float>&, const Var<
 template Var<double> attention<double>(Tape<double>&, const Var<double>&, const Var<double>&,
                                        const Var<double>&, int, const TrainAttnSpec&);
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -19,7 +19,7 @@
 #include "attnscope/status.h"
 #include "exec/tape.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 enum class TrainAttnKind { kCausal, kSparse, kLsh };
 
@@ -80,4 +80,4 @@ template <typename T>
 Var<T> attention(Tape<T>& tape, const Var<T>& q, const Var<T>& k, const Var<T>& v, int heads,
                  const TrainAttnSpec& spec);
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -17,7 +17,7 @@
 #include "attention/fast_exp.h"
 #include "ops/ops.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 namespace {
 
@@ -709,4 +709,4 @@ ATTNSCOPE_OPS_TRAIN_INSTANTIATE(double)
 
 #undef ATTNSCOPE_OPS_TRAIN_INSTANTIATE
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

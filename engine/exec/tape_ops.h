@@ -14,7 +14,7 @@
 #include "attnscope/config.h"
 #include "exec/tape.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 // Parameters by their model-file name; each a (rows, cols) Var (vectors are (1, n)).
 template <typename T>
@@ -90,4 +90,4 @@ Var<T> head_loss(Tape<T>& tape, const ParamSet<T>& p, const Var<T>& hidden, cons
 template <typename T>
 Var<T> head_logits(Tape<T>& tape, const ParamSet<T>& p, const Var<T>& hidden);
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -20,7 +20,7 @@
 #include "exec/device_graph.h"
 #endif
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 // A family's graph is written once over an executor G: the training tape (exec/tape.h,
 // Tape<float> and Tape<double>, which records a backward or not) or the CUDA executor
@@ -193,4 +193,4 @@ VarOf<G> family_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb, int64_t* firs
   FN(Tape<double>)
 #endif
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -14,7 +14,7 @@
 
 #include "models/family_graph.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 namespace {
 
@@ -171,4 +171,4 @@ template Expected<Var<double>> graph_loss<double>(Tape<double>&, const ModelConf
                                                   const ParamSet<double>&, const uint8_t*, int64_t,
                                                   const GraphOptions&, int64_t*);
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

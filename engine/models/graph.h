@@ -11,7 +11,7 @@
 #include "exec/tape_attn.h"
 #include "exec/tape_ops.h"
 
-namespace attnscope::train {
+namespace attnscope::tape {
 
 struct GraphOptions {
   // false: attention probabilities are recomputed in the backward (only outputs and
@@ -80,4 +80,4 @@ Expected<Var<T>> graph_loss(Tape<T>& tape, const ModelConfig& cfg, const ParamSe
                             const uint8_t* x, int64_t n, const GraphOptions& opt,
                             int64_t* rows_out = nullptr);
 
-}  // namespace attnscope::train
+}  // namespace attnscope::tape

@@ -21,11 +21,11 @@ class GraphModel : public Model {
   GraphModel(ModelConfig cfg, WeightMap w);
 
   // The options of an inference graph: no dropout, the config's FFN chunking, hooks in infer.
-  train::GraphOptions infer_options(train::AttnInfer* infer, const CancelFlag* cancel) const;
+  tape::GraphOptions infer_options(tape::AttnInfer* infer, const CancelFlag* cancel) const;
   // A graph context for the family's own pieces (Perceiver AR's latent stack in decode).
-  train::CpuCtx infer_ctx(train::AttnInfer* infer) const;
+  tape::CpuCtx infer_ctx(tape::AttnInfer* infer) const;
 
-  train::ParamsPtr<train::Tape<float>> params_;
+  tape::ParamsPtr<tape::Tape<float>> params_;
 };
 
 }  // namespace attnscope

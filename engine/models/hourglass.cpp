@@ -12,7 +12,7 @@
 
 namespace attnscope {
 
-namespace train {
+namespace tape {
 namespace {
 
 // Levels 0 .. 2S; down level s and up level 2S - s run at depth s; depth s -> s + 1 shortens
@@ -109,7 +109,7 @@ VarOf<G> hourglass_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb) {
 ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
 #undef ATTNSCOPE_INSTANTIATE
 
-}  // namespace train
+}  // namespace tape
 
 namespace {
 
@@ -200,16 +200,16 @@ class HourglassModel : public GraphModel {
     if (i % k == 0) {
       // cat (k, D): positions i-k+1 .. i (zeros before 0); g (1, D); u (k, D). Shortening and
       // upsampling are the forward's own ops on a quiet tape.
-      train::Tape<float> tape(false);
-      train::Var<float> cat = train::make_var<float>(k, D, false);
+      tape::Tape<float> tape(false);
+      tape::Var<float> cat = tape::make_var<float>(k, D, false);
       for (int64_t r = 0; r < k; ++r) {
         const int64_t src = i - k + 1 + r;
         if (src >= 0)
           std::copy(recent + (src % k) * D, recent + (src % k + 1) * D, cat->data.data() + r * D);
       }
-      train::Var<float> g = train::hourglass_shorten(tape, ctx_, s, cat, k);
+      tape::Var<float> g = tape::hourglass_shorten(tape, ctx_, s, cat, k);
       depth_decode(st, s + 1, g->data.data(), i / k);
-      train::Var<float> u = train::hourglass_upsample(tape, ctx_, s, g, k);
+      tape::Var<float> u = tape::hourglass_upsample(tape, ctx_, s, g, k);
       std::copy(u->data.begin(), u->data.end(), up);
     }
     op_add(x, up + (i % k) * D, D);
@@ -221,7 +221,7 @@ class HourglassModel : public GraphModel {
   std::vector<std::vector<BlockParams>> blocks_;  // [level 0 .. 2S][block]
   std::vector<int64_t> lens_;                     // [depth 0 .. S]: sequence length at seq_len
   std::vector<int> ks_;                           // [depth s < S]: shortening factor to s + 1
-  train::CpuCtx ctx_;                             // for shortening and upsampling in decode
+  tape::CpuCtx ctx_;                             // for shortening and upsampling in decode
 };
 
 }  // namespace

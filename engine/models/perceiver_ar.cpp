@@ -13,7 +13,7 @@
 
 namespace attnscope {
 
-namespace train {
+namespace tape {
 namespace {
 
 // The context rows kept by cross dropout: runs [begin, end) of positions <
@@ -141,7 +141,7 @@ VarOf<G> perceiver_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb, int64_t fi
 ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
 #undef ATTNSCOPE_INSTANTIATE
 
-}  // namespace train
+}  // namespace tape
 
 namespace {
 
@@ -200,7 +200,7 @@ class PerceiverModel : public GraphModel {
     cross_decode(st, p, prev_token, zp);
     if (cfg_.perceiver.decode == PerceiverDecode::kExact && p >= M) {
       // win is (M, D): the cached z's of positions p-M+1 .. p in order.
-      train::Var<float> win = train::make_var<float>(M, D, false);
+      tape::Var<float> win = tape::make_var<float>(M, D, false);
       for (int64_t r = 0; r < M; ++r) {
         const float* src = st.z.data() + ((p - M + 1 + r) % M) * D;
         std::copy(src, src + D, win->data.data() + r * D);
@@ -238,11 +238,11 @@ class PerceiverModel : public GraphModel {
 
   // win (M, D) in place through the latent stack (the family's one definition), the latents at
   // positions first .. first + M - 1.
-  Status latents_window(train::Var<float>& win, int64_t first) const {
-    train::Tape<float> tape(false);
-    train::AttnInfer infer;
+  Status latents_window(tape::Var<float>& win, int64_t first) const {
+    tape::Tape<float> tape(false);
+    tape::AttnInfer infer;
     infer.stats = &stats_;
-    win = train::perceiver_latents(tape, infer_ctx(&infer), win, first);
+    win = tape::perceiver_latents(tape, infer_ctx(&infer), win, first);
     return infer.status;
   }
 

@@ -17,7 +17,7 @@
 
 namespace attnscope {
 
-namespace train {
+namespace tape {
 
 // Reversible: X1 = X2 = embedding; Y1 = X1 + Attn(LN1 X2) Wo, Y2 = X2 + FFN(LN2
 // Y1); the hidden rows are (Y1 + Y2) / 2. Plain: pre-LN blocks. Rotations as
@@ -106,7 +106,7 @@ VarOf<G> reformer_hidden(G& t, const Ctx<G>& c, const VarOf<G>& emb) {
 ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
 #undef ATTNSCOPE_INSTANTIATE
 
-}  // namespace train
+}  // namespace tape
 
 namespace {
 

@@ -7,7 +7,7 @@
 
 namespace attnscope {
 
-namespace train {
+namespace tape {
 
 // h (n, D) through the blocks; the views number them 0 .. L-1.
 template <typename G>
@@ -29,7 +29,7 @@ VarOf<G> transformer_hidden(G& t, const Ctx<G>& c, VarOf<G> h) {
 ATTNSCOPE_FOR_EACH_EXECUTOR(ATTNSCOPE_INSTANTIATE)
 #undef ATTNSCOPE_INSTANTIATE
 
-}  // namespace train
+}  // namespace tape
 
 namespace {
 

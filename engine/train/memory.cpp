@@ -143,7 +143,7 @@ Expected<TrainMemoryPoint> memory_measure(const ModelConfig& base, int64_t lengt
   train_apply_technique(o, technique);
   if (o.reversible && !(cfg.family == Family::kReformer && cfg.lsh.reversible))
     return invalid_argument("the reversible technique needs a Reformer model with lsh.reversible");
-  train::GraphOptions g;
+  tape::GraphOptions g;
   g.store_attention = o.store_attention;
   g.recompute_blocks = o.recompute_blocks;
   g.reversible = o.reversible;
@@ -162,19 +162,19 @@ Expected<TrainMemoryPoint> memory_measure(const ModelConfig& base, int64_t lengt
   pt.technique = technique;
   MemSnapshot after;
   {
-    train::ParamSet<float> params;
+    tape::ParamSet<float> params;
     {
       InitOptions io;
       io.seed = cfg.seed;
       io.zero_logits = false;
       const WeightMap w = model_init_weights(cfg, io);
-      params = train::params_from_weights<float>(cfg, w);
+      params = tape::params_from_weights<float>(cfg, w);
     }  // the float tensors die here: the parameters are the weights from now on
     tracker.reset_peaks();
     const auto t0 = std::chrono::steady_clock::now();
     {
-      train::Tape<float> tape;
-      auto loss = train::graph_loss(tape, cfg, params, x.data(), length, g);
+      tape::Tape<float> tape;
+      auto loss = tape::graph_loss(tape, cfg, params, x.data(), length, g);
       if (!loss) return loss.status();
       tape.backward(*loss);
     }

@@ -32,7 +32,7 @@ constexpr double kLn2 = 0.6931471805599453;
 
 // FNV-1a over the parameters' bytes in name order: ties a ".train" file to the model file
 // written with it (a crash between the two renames leaves a pair that does not match).
-uint64_t params_fingerprint(const train::ParamSet<float>& p) {
+uint64_t params_fingerprint(const tape::ParamSet<float>& p) {
   uint64_t h = 0xcbf29ce484222325ull;
   for (const auto& [name, v] : p) {
     for (char c : name) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ull;
@@ -258,7 +258,7 @@ double train_clip_global_norm(const std::vector<std::pair<float*, int64_t>>& gra
 struct TrainState {
   ModelConfig cfg;
   TrainOptions opt;
-  train::ParamSet<float> params;
+  tape::ParamSet<float> params;
   std::map<std::string, OptimizerVector> m, v;  // AdamW moments, in the params' shapes
   std::set<std::string> decayed;                // 2-D matrices other than embeddings
   int64_t step = 0;
@@ -283,7 +283,7 @@ Expected<std::unique_ptr<Trainer>> Trainer::create(const ModelConfig& given, con
         "the reversible technique needs a Reformer model with lsh.reversible; this model is " +
         std::string(family_name(cfg.family)));
   if (opt.window > 0) {
-    const int64_t align = train::graph_window_align(cfg);
+    const int64_t align = tape::graph_window_align(cfg);
     if (align == 0)
       return invalid_argument(std::string("training on windows needs a dense or sparse model; ") +
                               family_name(cfg.family) +
@@ -297,7 +297,7 @@ Expected<std::unique_ptr<Trainer>> Trainer::create(const ModelConfig& given, con
   TrainState& s = *t->st_;
   s.cfg = cfg;
   s.opt = opt;
-  s.params = train::params_from_weights<float>(cfg, w);
+  s.params = tape::params_from_weights<float>(cfg, w);
   for (const ParamSpec& spec : model_param_specs(cfg))
     if (spec.shape.size() == 2 && spec.name.rfind("embed.", 0) != 0) s.decayed.insert(spec.name);
   for (const auto& [name, p] : s.params) {
@@ -318,7 +318,7 @@ const TrainOptions& Trainer::options() const {
   return st_->opt;
 }
 WeightMap Trainer::weights() const {
-  return train::params_to_weights(st_->cfg, st_->params);
+  return tape::params_to_weights(st_->cfg, st_->params);
 }
 
 Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& batch,
@@ -336,7 +336,7 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
   };
   zero_grads();
 
-  train::GraphOptions g;
+  tape::GraphOptions g;
   g.store_attention = s.opt.store_attention;
   g.recompute_blocks = s.opt.recompute_blocks;
   g.reversible = s.opt.reversible;
@@ -355,7 +355,7 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
     if (s.opt.window > 0 && s.opt.window < n) {
       // --window: one window of the sequence, starting at a multiple of the pattern's period
       // (dense and sparse only, checked by create).
-      const int64_t align = train::graph_window_align(s.cfg);
+      const int64_t align = tape::graph_window_align(s.cfg);
       const auto starts = static_cast<uint64_t>((n - s.opt.window) / align + 1);
       const uint64_t r =
           derive_seed(s.opt.seed ^ 0x57494e444f57ull, static_cast<uint64_t>(s.step) + 1, i);
@@ -363,11 +363,11 @@ Expected<double> Trainer::step(const std::vector<const std::vector<uint8_t>*>& b
       n = s.opt.window;
     }
     // The family may train a sequence on a prefix of it (Perceiver AR: one window of latents).
-    n = train::graph_train_length(
+    n = tape::graph_train_length(
         s.cfg, n,
         derive_seed(s.opt.seed ^ 0x5045524345495645ull, static_cast<uint64_t>(s.step) + 1, i));
-    train::Tape<float> tape;
-    auto loss = train::graph_loss(tape, s.cfg, s.params, batch[i]->data(), n, g);
+    tape::Tape<float> tape;
+    auto loss = tape::graph_loss(tape, s.cfg, s.params, batch[i]->data(), n, g);
     if (!loss) {
       zero_grads();
       return loss.status();
@@ -584,7 +584,7 @@ Status Trainer::resume(const std::string& path) {
   const uint8_t* data = b.data() + 8 + header_len;
   const uint64_t data_bytes = b.size() - 8 - header_len;
 
-  train::ParamSet<float> params = train::params_from_weights<float>(s.cfg, loaded->weights);
+  tape::ParamSet<float> params = tape::params_from_weights<float>(s.cfg, loaded->weights);
   std::map<std::string, OptimizerVector> m, v;
   TrainOptions opt = s.opt;
   int64_t step = 0;

@@ -30,8 +30,8 @@ namespace {
 
 using exec::DeviceGraph;
 using exec::DVar;
-using train::Tape;
-using train::Var;
+using tape::Tape;
+using tape::Var;
 
 // One op's inputs on both executors.
 struct Both {
@@ -48,7 +48,7 @@ class TestBackendOps : public QObject {
 
   Both input(DeviceGraph& g, int64_t rows, int64_t cols, double scale = 1.0) {
     const auto x = random_vec(seed_++, static_cast<size_t>(rows * cols), scale);
-    return {train::make_param<float>(rows, cols, x.data()), exec::upload(g, x.data(), rows, cols)};
+    return {tape::make_param<float>(rows, cols, x.data()), exec::upload(g, x.data(), rows, cols)};
   }
   // The device value's numbers against the CPU value's.
   void compare(DeviceGraph& g, const Var<float>& c, const DVar& d, double tol, const char* what) {
@@ -84,25 +84,25 @@ class TestBackendOps : public QObject {
     for (int64_t rows : {int64_t{1}, int64_t{37}, int64_t{130}}) {
       Both x = input(g, rows, 96), y = input(g, rows, 96);
       Both gam = input(g, 1, 96), bet = input(g, 1, 96);
-      compare(g, train::layernorm(t, x.c, gam.c, bet.c), exec::layernorm(g, x.g, gam.g, bet.g),
+      compare(g, tape::layernorm(t, x.c, gam.c, bet.c), exec::layernorm(g, x.g, gam.g, bet.g),
               kTolF32, "layernorm");
-      compare(g, train::gelu(t, x.c), exec::gelu(g, x.g), kTolF32, "gelu");
-      compare(g, train::add(t, x.c, y.c), exec::add(g, x.g, y.g), kTolF32, "add");
-      compare(g, train::scale(t, x.c, 0.5f), exec::scale(g, x.g, 0.5f), kTolF32, "scale");
-      compare(g, train::slice_rows(t, x.c, rows / 3, rows - rows / 3),
+      compare(g, tape::gelu(t, x.c), exec::gelu(g, x.g), kTolF32, "gelu");
+      compare(g, tape::add(t, x.c, y.c), exec::add(g, x.g, y.g), kTolF32, "add");
+      compare(g, tape::scale(t, x.c, 0.5f), exec::scale(g, x.g, 0.5f), kTolF32, "scale");
+      compare(g, tape::slice_rows(t, x.c, rows / 3, rows - rows / 3),
               exec::slice_rows(g, x.g, rows / 3, rows - rows / 3), 0, "slice_rows");
-      compare(g, train::concat_rows(t, {x.c, y.c, x.c}), exec::concat_rows(g, {x.g, y.g, x.g}), 0,
+      compare(g, tape::concat_rows(t, {x.c, y.c, x.c}), exec::concat_rows(g, {x.g, y.g, x.g}), 0,
               "concat_rows");
-      compare(g, train::reshape(t, x.c, rows * 2, 48), exec::reshape(g, x.g, rows * 2, 48), 0,
+      compare(g, tape::reshape(t, x.c, rows * 2, 48), exec::reshape(g, x.g, rows * 2, 48), 0,
               "reshape");
       for (int64_t k : {int64_t{2}, int64_t{3}}) {
         const int64_t out = (rows + k - 1) / k * k;
-        compare(g, train::shift_rows(t, x.c, k - 1, out), exec::shift_rows(g, x.g, k - 1, out), 0,
+        compare(g, tape::shift_rows(t, x.c, k - 1, out), exec::shift_rows(g, x.g, k - 1, out), 0,
                 "shift_rows");
         Both cat = input(g, out, 96);
-        compare(g, train::mean_groups(t, cat.c, k), exec::mean_groups(g, cat.g, k), kTolF32,
+        compare(g, tape::mean_groups(t, cat.c, k), exec::mean_groups(g, cat.g, k), kTolF32,
                 "mean_groups");
-        compare(g, train::repeat_rows(t, x.c, k), exec::repeat_rows(g, x.g, k), 0, "repeat_rows");
+        compare(g, tape::repeat_rows(t, x.c, k), exec::repeat_rows(g, x.g, k), 0, "repeat_rows");
       }
     }
     CHECK_OK(g.status());
@@ -120,8 +120,8 @@ class TestBackendOps : public QObject {
     DeviceGraph g(rt);
     for (int64_t rows : {int64_t{1}, int64_t{77}, int64_t{300}}) {
       Both x = input(g, rows, 64), w = input(g, 64, 200, 0.1), b = input(g, 1, 200);
-      compare(g, train::linear(t, x.c, w.c, b.c), exec::linear(g, x.g, w.g, b.g), tol(), "linear");
-      compare(g, train::linear(t, x.c, w.c, Var<float>()), exec::linear(g, x.g, w.g, DVar()), tol(),
+      compare(g, tape::linear(t, x.c, w.c, b.c), exec::linear(g, x.g, w.g, b.g), tol(), "linear");
+      compare(g, tape::linear(t, x.c, w.c, Var<float>()), exec::linear(g, x.g, w.g, DVar()), tol(),
               "linear without bias");
       // The FFN half and the head, under their model-file names.
       std::map<std::string, Var<float>> pc;
@@ -136,9 +136,9 @@ class TestBackendOps : public QObject {
       put("blocks.0.ff.w2", 256, 64, 0.1), put("blocks.0.ff.b2", 1, 64, 1);
       put("final_ln.weight", 1, 64, 1), put("final_ln.bias", 1, 64, 1);
       put("head.weight", 64, 256, 0.1), put("head.bias", 1, 256, 1);
-      compare(g, train::ffn_block(t, pc, "blocks.0.", x.c, 1),
+      compare(g, tape::ffn_block(t, pc, "blocks.0.", x.c, 1),
               exec::ffn_block(g, pg, "blocks.0.", x.g, 1), tol(), "ffn_block");
-      compare(g, train::head_logits(t, pc, x.c), exec::head_logits(g, pg, x.g), tol(),
+      compare(g, tape::head_logits(t, pc, x.c), exec::head_logits(g, pg, x.g), tol(),
               "head_logits");
     }
     CHECK_OK(g.status());
@@ -158,13 +158,13 @@ class TestBackendOps : public QObject {
     exec::DParams pg;
     for (const auto& [name, tensor] : w) {
       const int64_t rows = tensor.rank() == 1 ? 1 : tensor.dim(0);
-      pc[name] = train::make_param<float>(rows, tensor.numel() / rows, tensor.data());
+      pc[name] = tape::make_param<float>(rows, tensor.numel() / rows, tensor.data());
       pg[name] = exec::upload(g, tensor.data(), rows, tensor.numel() / rows);
     }
     std::vector<uint8_t> x(90);
     for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<uint8_t>(i * 37 + 11);
     for (auto [p0, count] : {std::pair<int64_t, int64_t>{0, 90}, {0, 1}, {17, 1}, {31, 40}})
-      compare(g, train::embed(t, pc, cfg, x.data(), p0, count),
+      compare(g, tape::embed(t, pc, cfg, x.data(), p0, count),
               exec::embed(g, pg, cfg, x.data(), p0, count), 0, "embed");
     CHECK_OK(g.status());
   }
@@ -186,12 +186,12 @@ class TestBackendOps : public QObject {
     DeviceGraph g(rt);
     const int heads = 2, d = 64;
     const int64_t n = 200, nq = kind == "causal-offset" ? 75 : n;
-    train::TrainAttnSpec spec;
+    tape::TrainAttnSpec spec;
     spec.store_probs = false;
     std::vector<float> rot;
     if (kind == "causal-offset") spec.q_offset = n - nq;
     if (kind == "strided" || kind == "fixed") {
-      spec.kind = train::TrainAttnKind::kSparse;
+      spec.kind = tape::TrainAttnKind::kSparse;
       spec.sparse.pattern = kind == "strided" ? SparsePattern::kStrided : SparsePattern::kFixed;
       spec.sparse.stride = 16;
       spec.sparse.block = 16;
@@ -199,7 +199,7 @@ class TestBackendOps : public QObject {
       spec.layer = 1;
     }
     if (kind == "lsh") {
-      spec.kind = train::TrainAttnKind::kLsh;
+      spec.kind = tape::TrainAttnKind::kLsh;
       spec.lsh = {2, 16, 8};
       rot = attn_lsh_rotations(3, 0, 2, d, 8);
       spec.rotations = rot.data();
@@ -207,7 +207,7 @@ class TestBackendOps : public QObject {
     }
     Both q = input(g, nq, heads * d), k = input(g, n, heads * d), v = input(g, n, heads * d);
     const Both& kk = kind == "lsh" ? q : k;
-    compare(g, train::attention(t, q.c, kk.c, v.c, heads, spec),
+    compare(g, tape::attention(t, q.c, kk.c, v.c, heads, spec),
             exec::attention(g, q.g, kk.g, v.g, heads, spec), tol(), qPrintable(kind));
     CHECK_OK(g.status());
   }

@@ -50,17 +50,17 @@ struct AttnGrads {
 AttnGrads cpu_attention_grads(const std::vector<float>& q, const std::vector<float>& k,
                               const std::vector<float>& v, const std::vector<float>& dout,
                               int heads, int64_t nq, int64_t nk, int d,
-                              const train::TrainAttnSpec& spec, Status* st) {
+                              const tape::TrainAttnSpec& spec, Status* st) {
   AttnGrads g;
   std::vector<float> out(q.size());
-  std::shared_ptr<train::AttnSaved<float>> saved;
-  *st = train::attn_train_forward<float>(q.data(), k.data(), v.data(), out.data(), heads, nq, nk, d,
+  std::shared_ptr<tape::AttnSaved<float>> saved;
+  *st = tape::attn_train_forward<float>(q.data(), k.data(), v.data(), out.data(), heads, nq, nk, d,
                                          spec, &saved);
   g.dq.assign(q.size(), 0.0f);
   g.dk.assign(k.size(), 0.0f);
   g.dv.assign(v.size(), 0.0f);
   if (st->is_ok())
-    train::attn_train_backward<float>(*saved, dout.data(), g.dq.data(), g.dk.data(), g.dv.data());
+    tape::attn_train_backward<float>(*saved, dout.data(), g.dq.data(), g.dk.data(), g.dv.data());
   return g;
 }
 
@@ -159,10 +159,10 @@ class TestCudaTrain : public QObject {
     for (const auto& s : shapes) {
       const int64_t m = s[0], k = s[1], n = s[2];
       const auto a = random_vec(11, m * k), b = random_vec(12, k * n), dc = random_vec(13, m * n);
-      train::Tape<float> tape;
-      auto x = train::make_param<float>(m, k, a.data());
-      auto w = train::make_param<float>(k, n, b.data());
-      auto y = train::linear(tape, x, w, train::Var<float>());
+      tape::Tape<float> tape;
+      auto x = tape::make_param<float>(m, k, a.data());
+      auto w = tape::make_param<float>(k, n, b.data());
+      auto y = tape::linear(tape, x, w, tape::Var<float>());
       std::copy(dc.begin(), dc.end(), y->g());
       tape.run_backward();
       const std::vector<float> want_da(x->grad.begin(), x->grad.end());
@@ -190,11 +190,11 @@ class TestCudaTrain : public QObject {
       const int64_t n = s[0], D = s[1];
       const auto xv = random_vec(21, n * D, 2.0), gv = random_vec(22, D), bv = random_vec(23, D);
       const auto dy = random_vec(24, n * D);
-      train::Tape<float> tape;
-      auto x = train::make_param<float>(n, D, xv.data());
-      auto g = train::make_param<float>(1, D, gv.data());
-      auto b = train::make_param<float>(1, D, bv.data());
-      auto y = train::layernorm(tape, x, g, b);
+      tape::Tape<float> tape;
+      auto x = tape::make_param<float>(n, D, xv.data());
+      auto g = tape::make_param<float>(1, D, gv.data());
+      auto b = tape::make_param<float>(1, D, bv.data());
+      auto y = tape::layernorm(tape, x, g, b);
       std::copy(dy.begin(), dy.end(), y->g());
       tape.run_backward();
       const std::vector<float> want_dx(x->grad.begin(), x->grad.end());
@@ -215,9 +215,9 @@ class TestCudaTrain : public QObject {
     if (!device_) QSKIP(why_.c_str());
     const int64_t count = 4099;
     const auto xv = random_vec(31, count, 3.0), dy = random_vec(32, count);
-    train::Tape<float> tape;
-    auto x = train::make_param<float>(1, count, xv.data());
-    auto y = train::gelu(tape, x);
+    tape::Tape<float> tape;
+    auto x = tape::make_param<float>(1, count, xv.data());
+    auto y = tape::gelu(tape, x);
     std::copy(dy.begin(), dy.end(), y->g());
     tape.run_backward();
     const std::vector<float> want(x->grad.begin(), x->grad.end());
@@ -300,8 +300,8 @@ class TestCudaTrain : public QObject {
       const auto k = random_vec(++seed, size_t(c.heads) * c.nk * c.d);
       const auto v = random_vec(++seed, size_t(c.heads) * c.nk * c.d);
       const auto dout = random_vec(++seed, q.size());
-      train::TrainAttnSpec spec;
-      spec.kind = train::TrainAttnKind::kCausal;
+      tape::TrainAttnSpec spec;
+      spec.kind = tape::TrainAttnKind::kCausal;
       spec.q_offset = c.q_offset;
       Status st;
       const AttnGrads want =
@@ -332,7 +332,7 @@ class TestCudaTrain : public QObject {
     const auto q = random_vec(201, count), k = random_vec(202, count), v = random_vec(203, count);
     const auto dout = random_vec(204, count);
     const auto g0 = random_vec(205, count);
-    train::TrainAttnSpec spec;
+    tape::TrainAttnSpec spec;
     Status st;
     const AttnGrads want = cpu_attention_grads(q, k, v, dout, heads, n, n, d, spec, &st);
     CHECK_OK(st);
@@ -346,7 +346,7 @@ class TestCudaTrain : public QObject {
     SparseConfig cfg;
     cfg.stride = 9;
     cfg.combine = SparseCombine::kMerged;
-    spec.kind = train::TrainAttnKind::kSparse;
+    spec.kind = tape::TrainAttnKind::kSparse;
     spec.sparse = cfg;
     const AttnGrads ws = cpu_attention_grads(q, k, v, dout, heads, n, n, d, spec, &st);
     CHECK_OK(st);
@@ -391,8 +391,8 @@ class TestCudaTrain : public QObject {
       const auto q = random_vec(++seed, count), k = random_vec(++seed, count);
       const auto v = random_vec(++seed, count), dout = random_vec(++seed, count);
       for (int layer = 0; layer < 2; ++layer) {
-        train::TrainAttnSpec spec;
-        spec.kind = train::TrainAttnKind::kSparse;
+        tape::TrainAttnSpec spec;
+        spec.kind = tape::TrainAttnKind::kSparse;
         spec.sparse = cfg;
         spec.layer = layer;
         Status st;

@@ -13,7 +13,7 @@
 #include "exec/tape_attn.h"
 
 using namespace attnscope;
-using namespace attnscope::train;
+using namespace attnscope::tape;
 
 namespace {
 

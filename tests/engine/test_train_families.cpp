@@ -15,7 +15,7 @@
 #include "models/graph.h"
 
 using namespace attnscope;
-using namespace attnscope::train;
+using namespace attnscope::tape;
 
 namespace {
 

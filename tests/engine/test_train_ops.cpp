@@ -17,7 +17,7 @@
 #include "ops/ops.h"
 
 using namespace attnscope;
-using namespace attnscope::train;
+using namespace attnscope::tape;
 
 namespace {
 

@@ -78,11 +78,11 @@ TrainOptions sentence_options() {
 // same graph.
 std::map<std::string, std::vector<double>> batch_gradient(
     const ModelConfig& c, const WeightMap& w, const std::vector<std::vector<uint8_t>>& seqs) {
-  auto p = train::params_from_weights<float>(c, w);
+  auto p = tape::params_from_weights<float>(c, w);
   for (const auto& x : seqs) {
-    train::Tape<float> tape;
-    auto loss = train::graph_loss(tape, c, p, x.data(), static_cast<int64_t>(x.size()),
-                                  train::GraphOptions{});
+    tape::Tape<float> tape;
+    auto loss = tape::graph_loss(tape, c, p, x.data(), static_cast<int64_t>(x.size()),
+                                  tape::GraphOptions{});
     Q_ASSERT(loss.has_value());
     tape.backward(*loss);
   }

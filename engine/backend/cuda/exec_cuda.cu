@@ -345,7 +345,7 @@ namespace {
 // One query row at position dec.pos against the layer's cache, after appending its key and
 // value rows.
 DVar attention_decode(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& v, int heads,
-                      const train::TrainAttnSpec& spec) {
+                      const tape::TrainAttnSpec& spec) {
   DeviceDecode& dec = *g.decode;
   const int64_t D = q->cols, i = dec.pos;
   const int d = static_cast<int>(D / heads);
@@ -365,15 +365,15 @@ DVar attention_decode(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& 
       !ok(g, cuda::cache_write_row(c, v->data, vc->data, heads, dec.cap, d, i)))
     return o;
   switch (spec.kind) {
-    case train::TrainAttnKind::kCausal:
+    case tape::TrainAttnKind::kCausal:
       ok(g, cuda::attn_decode_dense(c, q->data, kc->data, vc->data, o->data, heads, dec.cap, i + 1,
                                     d));
       break;
-    case train::TrainAttnKind::kSparse:
+    case tape::TrainAttnKind::kSparse:
       ok(g, cuda::attn_decode_sparse(c, q->data, kc->data, vc->data, o->data, heads, dec.cap, i, d,
                                      spec.sparse, spec.layer));
       break;
-    case train::TrainAttnKind::kLsh:
+    case tape::TrainAttnKind::kLsh:
       g.fail(
           unsupported("LSH attention has no device decode (trax's predict scheme runs on the "
                       "CPU)"));
@@ -385,7 +385,7 @@ DVar attention_decode(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& 
 }  // namespace
 
 DVar attention(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& v, int heads,
-               const train::TrainAttnSpec& spec) {
+               const tape::TrainAttnSpec& spec) {
   if (g.decode) return attention_decode(g, q, k, v, heads, spec);
   const int64_t nq = q->rows, nk = k->rows, D = q->cols;
   const int d = static_cast<int>(D / heads);
@@ -396,21 +396,21 @@ DVar attention(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& v, int 
   cuda::CudaCtx& c = *rt.ctx;
   // qh, kh, vh, oh are (H, rows, d).
   DVar qh = make(g, nq, D), vh = make(g, nk, D), oh = make(g, nq, D);
-  DVar kh = spec.kind == train::TrainAttnKind::kLsh ? qh : make(g, nk, D);
+  DVar kh = spec.kind == tape::TrainAttnKind::kLsh ? qh : make(g, nk, D);
   if (!live(g, {&qh, &kh, &vh, &oh}) ||
       !ok(g, cuda::split_heads(c, q->data, qh->data, nq, heads, d)) ||
       !ok(g, cuda::split_heads(c, v->data, vh->data, nk, heads, d)))
     return o;
-  if (spec.kind != train::TrainAttnKind::kLsh &&
+  if (spec.kind != tape::TrainAttnKind::kLsh &&
       !ok(g, cuda::split_heads(c, k->data, kh->data, nk, heads, d)))
     return o;
   switch (spec.kind) {
-    case train::TrainAttnKind::kCausal:
+    case tape::TrainAttnKind::kCausal:
       if (!ok(g, cuda::attn_dense(c, qh->data, kh->data, vh->data, oh->data, heads, nq, nk, d,
                                   spec.q_offset, c.precision)))
         return o;
       break;
-    case train::TrainAttnKind::kSparse: {
+    case tape::TrainAttnKind::kSparse: {
       if (!check(g, nq == nk, "sparse attention takes as many queries as keys")) return o;
       const cuda::SparsePlan* plan = nullptr;
       {
@@ -428,7 +428,7 @@ DVar attention(DeviceGraph& g, const DVar& q, const DVar& k, const DVar& v, int 
         return o;
       break;
     }
-    case train::TrainAttnKind::kLsh: {
+    case tape::TrainAttnKind::kLsh: {
       const size_t count = static_cast<size_t>(spec.lsh.n_hashes) * static_cast<size_t>(d) *
                            static_cast<size_t>(spec.lsh.n_buckets / 2);
       if (!check(g, spec.rotations != nullptr, "LSH attention without rotations")) return o;
