@@ -9,8 +9,7 @@
 namespace attnscope {
 
 GraphModel::GraphModel(ModelConfig cfg, WeightMap w) : Model(std::move(cfg), WeightMap{}) {
-  auto params =
-      std::make_shared<tape::ParamSet<float>>(tape::params_from_weights<float>(cfg_, w));
+  auto params = std::make_shared<tape::ParamSet<float>>(tape::params_from_weights<float>(cfg_, w));
   w.clear();
   for (auto& entry : *params) entry.second->requires_grad = false;
   for (const ParamSpec& s : model_param_specs(cfg_)) {
@@ -22,7 +21,7 @@ GraphModel::GraphModel(ModelConfig cfg, WeightMap w) : Model(std::move(cfg), Wei
 }
 
 tape::GraphOptions GraphModel::infer_options(tape::AttnInfer* infer,
-                                              const CancelFlag* cancel) const {
+                                             const CancelFlag* cancel) const {
   tape::GraphOptions opt;
   opt.cross_dropout = 0;
   opt.ff_chunks = cfg_.family == Family::kReformer ? std::max(1, cfg_.lsh.ff_chunks) : 1;

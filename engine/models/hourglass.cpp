@@ -221,7 +221,7 @@ class HourglassModel : public GraphModel {
   std::vector<std::vector<BlockParams>> blocks_;  // [level 0 .. 2S][block]
   std::vector<int64_t> lens_;                     // [depth 0 .. S]: sequence length at seq_len
   std::vector<int> ks_;                           // [depth s < S]: shortening factor to s + 1
-  tape::CpuCtx ctx_;                             // for shortening and upsampling in decode
+  tape::CpuCtx ctx_;                              // for shortening and upsampling in decode
 };
 
 }  // namespace

@@ -55,7 +55,7 @@ AttnGrads cpu_attention_grads(const std::vector<float>& q, const std::vector<flo
   std::vector<float> out(q.size());
   std::shared_ptr<tape::AttnSaved<float>> saved;
   *st = tape::attn_train_forward<float>(q.data(), k.data(), v.data(), out.data(), heads, nq, nk, d,
-                                         spec, &saved);
+                                        spec, &saved);
   g.dq.assign(q.size(), 0.0f);
   g.dk.assign(k.size(), 0.0f);
   g.dv.assign(v.size(), 0.0f);

@@ -82,7 +82,7 @@ std::map<std::string, std::vector<double>> batch_gradient(
   for (const auto& x : seqs) {
     tape::Tape<float> tape;
     auto loss = tape::graph_loss(tape, c, p, x.data(), static_cast<int64_t>(x.size()),
-                                  tape::GraphOptions{});
+                                 tape::GraphOptions{});
     Q_ASSERT(loss.has_value());
     tape.backward(*loss);
   }
