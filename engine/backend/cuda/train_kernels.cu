@@ -641,17 +641,12 @@ using detail::AttnPass;
 // Query rows per row block: the forward CTA's 64, as attn_sparse.cu's plan.
 constexpr int kPlanRows = attn::kBQ;
 
+// attn_sparse_validate, and a block that fits the kernel's key tile.
 Status validate_sparse(const SparseConfig& cfg) {
-  if (cfg.stride <= 0)
-    return invalid_argument("sparse attention backward: stride " + std::to_string(cfg.stride) +
-                            " must be > 0 (resolve stride 0 = auto before calling)");
-  if (cfg.block <= 0 || cfg.block > kTB)
+  ATTN_RETURN_IF_ERROR(attn_sparse_validate(cfg));
+  if (cfg.block > kTB)
     return invalid_argument("sparse attention backward: block " + std::to_string(cfg.block) +
                             " must be in 1..64 on the GPU");
-  if (cfg.pattern == SparsePattern::kFixed && (cfg.summary <= 0 || cfg.summary > cfg.stride))
-    return invalid_argument(
-        "sparse attention backward: fixed summary c = " + std::to_string(cfg.summary) +
-        " must be in [1, stride " + std::to_string(cfg.stride) + "]");
   return Status::ok();
 }
 
