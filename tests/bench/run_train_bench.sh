@@ -4,9 +4,12 @@
 # and the table gives tokens/s, wall and CPU, with the ratio ours / torch.
 #
 # Usage: tests/bench/run_train_bench.sh [path/to/attnscope-cli]
-#   env: THREADS (1), REPEATS (2), TORCH_REFERENCE_BLAS (1: one extra torch run as Debian ships it)
+#   env: PY (the python3 whose torch is the peer; default /usr/bin/python3; the peer a user picks
+#        today is torch 2.x from PyPI, e.g. PY=venv/bin/python after `pip install torch`: it then
+#        uses F.scaled_dot_product_attention), THREADS (1), REPEATS (2),
+#        TORCH_REFERENCE_BLAS (1: one extra torch run as Debian ships it; Debian's torch only)
 #
-# Fairness: Debian's python3-torch links the reference BLAS (libblas.so.3, about 4 GFLOP/s), so
+# Fairness: Debian's python3-torch (1.13) links the reference BLAS (libblas.so.3, about 4 GFLOP/s), so
 # torch is run with a 6-line sgemm_ preloaded that forwards to oneDNN's dnnl_sgemm, the GEMM our
 # engine calls: both sides then run the same matrix products. Both run with the same glibc
 # malloc settings (large blocks kept, not unmapped each step; otherwise torch spends much of
@@ -15,7 +18,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CLI=${1:-$ROOT/build/app/cli/attnscope-cli}
-PY=/usr/bin/python3
+PY=${PY:-/usr/bin/python3}
 THREADS=${THREADS:-1}
 REPEATS=${REPEATS:-2}
 TORCH_REFERENCE_BLAS=${TORCH_REFERENCE_BLAS:-1}
@@ -39,7 +42,12 @@ export OMP_NUM_THREADS=$THREADS
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc --all) cores" \
   "($(lscpu | sed -n 's/^Flags:.*\(avx512f\).*/\1/p' | head -1)), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "torch: $($PY -c 'import torch; print(torch.__version__)'), threads: $THREADS"
+TORCH_VERSION=$($PY -c 'import torch; print(torch.__version__)')
+# The sgemm_ shim only for Debian's 1.x build (reference BLAS); torch 2.x from PyPI brings its own
+# BLAS and runs as a user runs it.
+PRELOAD=""
+case $TORCH_VERSION in 1.*) PRELOAD="$WORK/libsgemm_dnnl.so" ;; *) TORCH_REFERENCE_BLAS=0 ;; esac
+echo "torch: $TORCH_VERSION, threads: $THREADS"
 echo
 
 # name | cli flags (the torch side takes its config from the model file) | steps | warm-up
@@ -58,7 +66,7 @@ for c in "${CONFIGS[@]}"; do
       --init-out "$WORK/$name.safetensors" --batch-out "$WORK/$name.bin" |
       sed -n "s/^BENCH_TRAIN \(.*\)/{\"config\":\"$name\",\"run\":$r,\"side\":\"ours\",\"rec\":\1}/p" >>"$RESULTS"
     echo "== $name, run $r: torch" >&2
-    LD_PRELOAD="$WORK/libsgemm_dnnl.so" $PY "$ROOT/tests/bench/train_torch.py" \
+    LD_PRELOAD="$PRELOAD" $PY "$ROOT/tests/bench/train_torch.py" \
       --weights "$WORK/$name.safetensors" --batch-file "$WORK/$name.bin" --batch "$batch" \
       --threads "$THREADS" --steps "$steps" --warmup-steps "$warm" |
       sed -n "s/^BENCH_TRAIN \(.*\)/{\"config\":\"$name\",\"run\":$r,\"side\":\"torch\",\"rec\":\1}/p" >>"$RESULTS"

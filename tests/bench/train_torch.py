@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 # The PyTorch twin of attnscope's dense model (engine/models/common.cpp, transformer.cpp), for
 # comparing training throughput: same parameters, same forward, AdamW, float32 on the CPU.
 # Prints one line "BENCH_TRAIN {json}" with the steady-state tokens/s (median of timed steps).
@@ -126,6 +126,9 @@ class DenseModel(torch.nn.Module):
         # mask (N, N): True above the diagonal, the keys a query may not see.
         self.register_buffer("mask", torch.ones(N, N, dtype=torch.bool).triu(1), persistent=False)
 
+    # Set by main: F.scaled_dot_product_attention, or the hand-written masked softmax.
+    sdpa = False
+
     def w(self, name):
         return getattr(self, name.replace(".", "__"))
 
@@ -149,9 +152,12 @@ class DenseModel(torch.nn.Module):
             q = (a @ self.w(p + "attn.wq")).view(B, N, H, d).transpose(1, 2)
             k = (a @ self.w(p + "attn.wk")).view(B, N, H, d).transpose(1, 2)
             v = (a @ self.w(p + "attn.wv")).view(B, N, H, d).transpose(1, 2)
-            s = (q * scale) @ k.transpose(-1, -2)  # (B, H, N, N)
-            s.masked_fill_(self.mask, float("-inf"))
-            o = torch.softmax(s, dim=-1) @ v  # (B, H, N, d)
+            if self.sdpa:  # torch >= 2.0: the fused causal kernel (flash on the CPU)
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, N, d)
+            else:
+                s = (q * scale) @ k.transpose(-1, -2)  # (B, H, N, N)
+                s.masked_fill_(self.mask, float("-inf"))
+                o = torch.softmax(s, dim=-1) @ v  # (B, H, N, d)
             o = o.transpose(1, 2).reshape(B, N, D)
             h = h + o @ self.w(p + "attn.wo")
             a = F.layer_norm(h, (D,), self.w(p + "ln2.weight"), self.w(p + "ln2.bias"), 1e-5)
@@ -178,7 +184,14 @@ def main():
     ap.add_argument("--weights", help="attnscope model file: config and initial weights")
     ap.add_argument("--batch-file", help="B*N raw bytes: the first step's batch")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--attention", choices=("sdpa", "manual"), default=None,
+                    help="sdpa (F.scaled_dot_product_attention, torch >= 2.0; the default where\n"
+                         "it exists) or manual (softmax of the masked score matrix)")
     args = ap.parse_args()
+    has_sdpa = hasattr(F, "scaled_dot_product_attention")
+    if args.attention == "sdpa" and not has_sdpa:
+        sys.exit(f"train_torch.py: torch {torch.__version__} has no scaled_dot_product_attention")
+    DenseModel.sdpa = has_sdpa if args.attention is None else args.attention == "sdpa"
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -238,7 +251,7 @@ def main():
 
     med = statistics.median(times)
     rec = {
-        "impl": "torch " + torch.__version__, "threads": args.threads, "modality": args.modality,
+        "impl": "torch " + torch.__version__, "attention": "sdpa" if DenseModel.sdpa else "manual", "threads": args.threads, "modality": args.modality,
         "layers": args.layers, "dim": args.dim, "heads": args.heads, "batch": B, "seq_len": N,
         "steps": len(times), "ms_per_step": med * 1e3,
         "cpu_ms_per_step": statistics.median(cpu_times) * 1e3, "tokens_per_s": B * N / med,
