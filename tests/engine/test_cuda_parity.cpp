@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "attnscope/attention.h"
-#include "attnscope/cuda.h"
 #include "attnscope/generate.h"
+#include "backend/cuda/testing.h"
 #include "core/rng.h"
 #include "cuda_checks.h"
 #include "ops/ops.h"

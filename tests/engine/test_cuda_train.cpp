@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "attnscope/attention.h"
-#include "attnscope/cuda.h"
+#include "backend/cuda/testing.h"
 #include "core/rng.h"
 #include "cuda_checks.h"
 #include "exec/tape.h"

@@ -3,7 +3,7 @@
 // cuda/precision.cpp).
 #ifndef ATTNSCOPE_HAVE_CUDA
 
-#include "attnscope/cuda.h"
+#include "backend/cuda/testing.h"
 
 namespace attnscope {
 

@@ -1,7 +1,8 @@
-// The host-pointer functions of attnscope/cuda.h: device discovery, precision names, and
-// ops that copy their inputs to the device, run the device op of kernels.cuh on a per-thread
-// context and copy the result back. Every buffer is allocated before anything is copied, so
-// an impossible size fails with the allocation's Status (file:line) before touching memory.
+// The host-pointer functions of attnscope/cuda.h and backend/cuda/testing.h: device discovery,
+// precision names, and ops that copy their inputs to the device, run the device op of kernels.cuh
+// on a per-thread context and copy the result back. Every buffer is allocated before anything is
+// copied, so an impossible size fails with the allocation's Status (file:line) before touching
+// memory.
 #include <algorithm>
 #include <cctype>
 #include <climits>

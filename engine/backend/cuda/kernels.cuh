@@ -18,8 +18,8 @@
 
 #include "attnscope/attention.h"
 #include "attnscope/config.h"
-#include "attnscope/cuda.h"
 #include "attnscope/status.h"
+#include "backend/cuda/testing.h"
 
 namespace attnscope::cuda {
 

@@ -1,4 +1,4 @@
-// The backward (training) ops of attnscope/cuda.h on the device: matrix product (cuBLAS,
+// The backward (training) ops of backend/cuda/testing.h on the device: matrix product (cuBLAS,
 // cuBLASLt for bf16), layer norm, GELU, embedding scatter, cross-entropy head, and fused
 // FlashAttention-2 style attention backward (dense causal with query offset, block-sparse).
 #include <algorithm>
