@@ -5,28 +5,13 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <utility>
+#include <vector>
 
 #include "attention/blocks.h"
-#include "backend/cuda/attn_core.cuh"
+#include "backend/cuda/sparse_plan.cuh"
 
 namespace attnscope::cuda {
-
-// One launch: one pass of one head set.
-struct SparseLaunch {
-  int64_t blocks = 0;
-  int n_heads = 0;
-  bool has_qpos = false, has_kpos = false;
-  DeviceBuffer<int> qpos, kpos, lo, hi, heads;
-  DeviceBuffer<int4> rows;
-  DeviceBuffer<int2> tiles;
-};
-
-struct SparsePlan {
-  int heads = 0;
-  int64_t n = 0;
-  int64_t entries = 0;
-  std::vector<SparseLaunch> launches;
-};
 
 void SparsePlanDeleter::operator()(SparsePlan* p) const {
   delete p;
@@ -43,15 +28,6 @@ using detail::AttnPass;
 // Query rows per device row block: the CTA's 64 (the CPU uses cfg.block rows; the tile
 // selection per row block is the same rule, so only the masked share inside kept tiles grows).
 constexpr int kPlanRows = attn::kBQ;
-
-// attn_sparse_validate, and a block that fits the kernel's key tile.
-Status validate(const SparseConfig& cfg) {
-  ATTN_RETURN_IF_ERROR(attn_sparse_validate(cfg));
-  if (cfg.block > attn::kBK)
-    return invalid_argument("sparse attention: block " + std::to_string(cfg.block) +
-                            " must be in 1..64 on the GPU");
-  return Status::ok();
-}
 
 // The passes of one (pattern, set) at length n: detail::sparse_pass_ranges (sparse.cpp, the
 // one definition) tiled with row blocks of kPlanRows rows and key tiles of cfg.block keys.
@@ -107,7 +83,7 @@ Status sparse_impl(CudaCtx& ctx, const SparsePlan& plan, const TIn* q, const TIn
     a.first = a.last = false;
     a.reverse = false;
     a.vec = attn::aligned16(q) && attn::aligned16(k) && attn::aligned16(v);
-    ATTN_RETURN_IF_ERROR(attn::run_pass(ctx, a, L.blocks, L.n_heads, d, mode));
+    ATTN_RETURN_IF_ERROR(attn::run_pass(ctx, a, L.row_blocks, L.n_heads, d, mode));
   }
   state_finish_kernel<<<grid_for(rows * d), kThreads, 0, ctx.stream>>>(out, l, rows, d);
   ATTN_CUDA_CHECK_LAUNCH();
@@ -116,8 +92,49 @@ Status sparse_impl(CudaCtx& ctx, const SparsePlan& plan, const TIn* q, const TIn
 
 }  // namespace
 
-Expected<SparsePlanPtr> sparse_plan(const SparseConfig& cfg, int layer, int heads, int64_t n) {
-  ATTN_RETURN_IF_ERROR(validate(cfg));
+Status sparse_plan_validate(const SparseConfig& cfg) {
+  ATTN_RETURN_IF_ERROR(attn_sparse_validate(cfg));
+  if (cfg.block > attn::kBK)
+    return invalid_argument("sparse attention: block " + std::to_string(cfg.block) +
+                            " must be in 1..64 on the GPU");
+  return Status::ok();
+}
+
+namespace {
+
+// The key-major layout of a pass: every (row block, kept tile) pair of the row-major one
+// exactly once, grouped by tile. Adjacent tiles with the same row blocks merge up to
+// kGroupKeys keys (the backward CTA's key width).
+constexpr int kGroupKeys = attn::kBK;
+
+void key_major_layout(const AttnPass& p, std::vector<int4>& groups, std::vector<int2>& blocks) {
+  std::map<std::pair<int64_t, int64_t>, std::vector<int2>> by_tile;  // ordered by k0
+  for (const auto& rb : p.rows)
+    for (int64_t t = rb.t0; t < rb.t1; ++t)
+      by_tile[{p.tiles[t].k0, p.tiles[t].k1}].push_back(
+          make_int2(static_cast<int>(rb.q0), static_cast<int>(rb.q1)));
+  const std::vector<int2>* prev = nullptr;
+  for (const auto& [tile, rbs] : by_tile) {
+    const bool same = prev && prev->size() == rbs.size() &&
+                      std::equal(rbs.begin(), rbs.end(), prev->begin(),
+                                 [](int2 x, int2 y) { return x.x == y.x && x.y == y.y; });
+    if (same && groups.back().y == tile.first && tile.second - groups.back().x <= kGroupKeys) {
+      groups.back().y = static_cast<int>(tile.second);
+      continue;
+    }
+    const int r0 = static_cast<int>(blocks.size());
+    blocks.insert(blocks.end(), rbs.begin(), rbs.end());
+    groups.push_back(make_int4(static_cast<int>(tile.first), static_cast<int>(tile.second), r0,
+                               static_cast<int>(blocks.size())));
+    prev = &rbs;
+  }
+}
+
+}  // namespace
+
+Expected<SparsePlanPtr> sparse_plan_build(const SparseConfig& cfg, int layer, int heads, int64_t n,
+                                          bool key_major) {
+  ATTN_RETURN_IF_ERROR(sparse_plan_validate(cfg));
   if (heads < 0 || n < 0) return invalid_argument("sparse_plan: heads and n must be >= 0");
   if (n >= INT32_MAX) return invalid_argument("sparse_plan: length exceeds 2^31");
   if (heads > 65535) return invalid_argument("sparse_plan: more than 65535 heads");
@@ -132,17 +149,19 @@ Expected<SparsePlanPtr> sparse_plan(const SparseConfig& cfg, int layer, int head
       plan->entries += p.entries() * static_cast<int64_t>(hs.size());
       if (p.rows.empty()) continue;
       SparseLaunch L;
-      L.blocks = static_cast<int64_t>(p.rows.size());
       L.n_heads = static_cast<int>(hs.size());
       L.has_qpos = !p.qpos.empty();
       L.has_kpos = !p.kpos.empty();
-      std::vector<int4> rows;
+      std::vector<int4> rows, groups;
+      std::vector<int2> tiles, blocks;
       for (const auto& rb : p.rows)
         rows.push_back(make_int4(static_cast<int>(rb.q0), static_cast<int>(rb.q1),
                                  static_cast<int>(rb.t0), static_cast<int>(rb.t1)));
-      std::vector<int2> tiles;
       for (const auto& t : p.tiles)
         tiles.push_back(make_int2(static_cast<int>(t.k0), static_cast<int>(t.k1)));
+      if (key_major) key_major_layout(p, groups, blocks);
+      L.row_blocks = static_cast<int64_t>(rows.size());
+      L.key_groups = static_cast<int64_t>(groups.size());
       const std::vector<int> qpos = to_int(p.qpos), kpos = to_int(p.kpos), lo = to_int(p.lo),
                              hi = to_int(p.hi);
       ATTN_RETURN_IF_ERROR(L.qpos.upload(qpos.data(), qpos.size(), s));
@@ -152,12 +171,18 @@ Expected<SparsePlanPtr> sparse_plan(const SparseConfig& cfg, int layer, int head
       ATTN_RETURN_IF_ERROR(L.heads.upload(hs.data(), hs.size(), s));
       ATTN_RETURN_IF_ERROR(L.rows.upload(rows.data(), rows.size(), s));
       ATTN_RETURN_IF_ERROR(L.tiles.upload(tiles.data(), tiles.size(), s));
+      ATTN_RETURN_IF_ERROR(L.groups.upload(groups.data(), groups.size(), s));
+      ATTN_RETURN_IF_ERROR(L.blocks.upload(blocks.data(), blocks.size(), s));
+      // The host vectors die at the end of this iteration: finish the copies first.
+      ATTN_CUDA_CHECK(cudaStreamSynchronize(s));
       plan->launches.push_back(std::move(L));
     }
   }
-  // The host vectors above die at scope exit: finish the copies before returning.
-  ATTN_CUDA_CHECK(cudaStreamSynchronize(s));
   return std::move(plan);
+}
+
+Expected<SparsePlanPtr> sparse_plan(const SparseConfig& cfg, int layer, int heads, int64_t n) {
+  return sparse_plan_build(cfg, layer, heads, n, false);
 }
 
 Status attn_sparse(CudaCtx& ctx, const SparsePlan& plan, const float* q, const float* k,

@@ -192,11 +192,16 @@ Status cuda_attn_lsh_forward(const float* qk, const float* v, float* out, int he
   return x.sync();
 }
 
-Status cuda_attn_dense_decode(const float* q, const float* kcache, const float* vcache, float* out,
-                              int heads, int64_t cap, int64_t n_keys, int d) {
+namespace {
+
+// The decode entry points' one staging: q (heads, d) and the caches (heads, cap, d) to the
+// device, run(ctx, q, k, v, out) there, out (heads, d) back.
+template <typename Run>
+Status decode_staged(const char* what, const float* q, const float* kcache, const float* vcache,
+                     float* out, int heads, int64_t cap, int d, Run run) {
   size_t nq, nc;
-  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_attn_dense_decode", {heads, d}, &nq));
-  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_attn_dense_decode", {heads, cap, d}, &nc));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, d}, &nq));
+  ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, cap, d}, &nc));
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
@@ -208,33 +213,30 @@ Status cuda_attn_dense_decode(const float* q, const float* kcache, const float* 
   ATTN_RETURN_IF_ERROR(dq.upload(q, nq, x.stream));
   ATTN_RETURN_IF_ERROR(dk.upload(kcache, nc, x.stream));
   ATTN_RETURN_IF_ERROR(dv.upload(vcache, nc, x.stream));
-  ATTN_RETURN_IF_ERROR(
-      cuda::attn_decode_dense(x, dq.get(), dk.get(), dv.get(), dout.get(), heads, cap, n_keys, d));
+  ATTN_RETURN_IF_ERROR(run(x, dq.get(), dk.get(), dv.get(), dout.get()));
   ATTN_RETURN_IF_ERROR(dout.download(out, nq, x.stream));
   return x.sync();
+}
+
+}  // namespace
+
+Status cuda_attn_dense_decode(const float* q, const float* kcache, const float* vcache, float* out,
+                              int heads, int64_t cap, int64_t n_keys, int d) {
+  return decode_staged(
+      "cuda_attn_dense_decode", q, kcache, vcache, out, heads, cap, d,
+      [&](CudaCtx& x, const float* dq, const float* dk, const float* dv, float* dout) {
+        return cuda::attn_decode_dense(x, dq, dk, dv, dout, heads, cap, n_keys, d);
+      });
 }
 
 Status cuda_attn_sparse_decode(const float* q, const float* kcache, const float* vcache, float* out,
                                int heads, int64_t cap, int64_t i, int d, const SparseConfig& cfg,
                                int layer) {
-  size_t nq, nc;
-  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_attn_sparse_decode", {heads, d}, &nq));
-  ATTN_RETURN_IF_ERROR(cuda::element_count("cuda_attn_sparse_decode", {heads, cap, d}, &nc));
-  auto ctx = cuda::host_ctx();
-  if (!ctx) return ctx.status();
-  CudaCtx& x = **ctx;
-  DeviceBuffer<float> dq, dk, dv, dout;
-  ATTN_RETURN_IF_ERROR(dq.alloc(nq));
-  ATTN_RETURN_IF_ERROR(dk.alloc(nc));
-  ATTN_RETURN_IF_ERROR(dv.alloc(nc));
-  ATTN_RETURN_IF_ERROR(dout.alloc(nq));
-  ATTN_RETURN_IF_ERROR(dq.upload(q, nq, x.stream));
-  ATTN_RETURN_IF_ERROR(dk.upload(kcache, nc, x.stream));
-  ATTN_RETURN_IF_ERROR(dv.upload(vcache, nc, x.stream));
-  ATTN_RETURN_IF_ERROR(cuda::attn_decode_sparse(x, dq.get(), dk.get(), dv.get(), dout.get(), heads,
-                                                cap, i, d, cfg, layer));
-  ATTN_RETURN_IF_ERROR(dout.download(out, nq, x.stream));
-  return x.sync();
+  return decode_staged(
+      "cuda_attn_sparse_decode", q, kcache, vcache, out, heads, cap, d,
+      [&](CudaCtx& x, const float* dq, const float* dk, const float* dv, float* dout) {
+        return cuda::attn_decode_sparse(x, dq, dk, dv, dout, heads, cap, i, d, cfg, layer);
+      });
 }
 
 Expected<int> cuda_sample_token(const float* logits, float temperature, int top_k, float top_p,

@@ -5,12 +5,10 @@
 #include <climits>
 #include <cmath>
 #include <initializer_list>
-#include <map>
 #include <utility>
 #include <vector>
 
-#include "attention/blocks.h"
-#include "backend/cuda/attn_core.cuh"
+#include "backend/cuda/sparse_plan.cuh"
 
 namespace attnscope {
 namespace cuda {
@@ -634,110 +632,9 @@ struct AttnBuffers {
   }
 };
 
-// ---- sparse layout, key-major ----------------------------------------------------------------
-
-using detail::AttnPass;
-
-// Query rows per row block: the forward CTA's 64, as attn_sparse.cu's plan.
-constexpr int kPlanRows = attn::kBQ;
-
-// attn_sparse_validate, and a block that fits the kernel's key tile.
-Status validate_sparse(const SparseConfig& cfg) {
-  ATTN_RETURN_IF_ERROR(attn_sparse_validate(cfg));
-  if (cfg.block > kTB)
-    return invalid_argument("sparse attention backward: block " + std::to_string(cfg.block) +
-                            " must be in 1..64 on the GPU");
-  return Status::ok();
-}
-
-// The passes of one (pattern, set) at length n: detail::sparse_pass_ranges (sparse.cpp, the
-// one definition) tiled with row blocks of kPlanRows rows and key tiles of cfg.block keys.
-std::vector<AttnPass> sparse_passes(const SparseConfig& cfg, SparseSet set, int64_t n) {
-  return detail::sparse_build_passes(cfg, set, n, kPlanRows, cfg.block);
-}
-
-// One pass of one head set on the device: the forward's row-major layout (row blocks with
-// their key tiles) and the backward's key-major one (key groups with their row blocks).
-struct SparseLaunch {
-  int n_heads = 0;
-  int64_t row_blocks = 0, key_groups = 0;
-  bool has_qpos = false, has_kpos = false;
-  DeviceBuffer<int> qpos, kpos, lo, hi, heads;
-  DeviceBuffer<int4> rows, groups;
-  DeviceBuffer<int2> tiles, blocks;
-};
-
-template <typename V>
-std::vector<int> to_int(const V& x) {
-  return std::vector<int>(x.begin(), x.end());
-}
-
-// The key-major layout of a pass: every (row block, kept tile) pair of the forward exactly
-// once, grouped by tile. Adjacent tiles with the same row blocks are merged up to 64 keys.
-void key_major(const AttnPass& p, std::vector<int4>& groups, std::vector<int2>& blocks) {
-  std::map<std::pair<int64_t, int64_t>, std::vector<int2>> by_tile;  // ordered by k0
-  for (const auto& rb : p.rows)
-    for (int64_t t = rb.t0; t < rb.t1; ++t)
-      by_tile[{p.tiles[t].k0, p.tiles[t].k1}].push_back(
-          make_int2(static_cast<int>(rb.q0), static_cast<int>(rb.q1)));
-  const std::vector<int2>* prev = nullptr;
-  for (const auto& [tile, rbs] : by_tile) {
-    const bool same = prev && prev->size() == rbs.size() &&
-                      std::equal(rbs.begin(), rbs.end(), prev->begin(),
-                                 [](int2 x, int2 y) { return x.x == y.x && x.y == y.y; });
-    if (same && groups.back().y == tile.first && tile.second - groups.back().x <= kTB) {
-      groups.back().y = static_cast<int>(tile.second);
-      continue;
-    }
-    const int r0 = static_cast<int>(blocks.size());
-    blocks.insert(blocks.end(), rbs.begin(), rbs.end());
-    groups.push_back(make_int4(static_cast<int>(tile.first), static_cast<int>(tile.second), r0,
-                               static_cast<int>(blocks.size())));
-    prev = &rbs;
-  }
-}
-
-Expected<std::vector<SparseLaunch>> sparse_launches(const SparseConfig& cfg, int layer, int heads,
-                                                    int64_t n) {
-  std::map<SparseSet, std::vector<int>> sets;
-  for (int h = 0; h < heads; ++h) sets[attn_sparse_set(cfg, layer, h, heads)].push_back(h);
-  std::vector<SparseLaunch> out;
-  cudaStream_t s = nullptr;  // synchronous uploads on the legacy stream (layout build time)
-  for (const auto& [set, hs] : sets) {
-    for (const AttnPass& p : sparse_passes(cfg, set, n)) {
-      if (p.rows.empty()) continue;
-      SparseLaunch L;
-      L.n_heads = static_cast<int>(hs.size());
-      L.has_qpos = !p.qpos.empty();
-      L.has_kpos = !p.kpos.empty();
-      std::vector<int4> rows, groups;
-      std::vector<int2> tiles, blocks;
-      for (const auto& rb : p.rows)
-        rows.push_back(make_int4(static_cast<int>(rb.q0), static_cast<int>(rb.q1),
-                                 static_cast<int>(rb.t0), static_cast<int>(rb.t1)));
-      for (const auto& t : p.tiles)
-        tiles.push_back(make_int2(static_cast<int>(t.k0), static_cast<int>(t.k1)));
-      key_major(p, groups, blocks);
-      L.row_blocks = static_cast<int64_t>(rows.size());
-      L.key_groups = static_cast<int64_t>(groups.size());
-      const std::vector<int> qpos = to_int(p.qpos), kpos = to_int(p.kpos), lo = to_int(p.lo),
-                             hi = to_int(p.hi);
-      ATTN_RETURN_IF_ERROR(L.qpos.upload(qpos.data(), qpos.size(), s));
-      ATTN_RETURN_IF_ERROR(L.kpos.upload(kpos.data(), kpos.size(), s));
-      ATTN_RETURN_IF_ERROR(L.lo.upload(lo.data(), lo.size(), s));
-      ATTN_RETURN_IF_ERROR(L.hi.upload(hi.data(), hi.size(), s));
-      ATTN_RETURN_IF_ERROR(L.heads.upload(hs.data(), hs.size(), s));
-      ATTN_RETURN_IF_ERROR(L.rows.upload(rows.data(), rows.size(), s));
-      ATTN_RETURN_IF_ERROR(L.tiles.upload(tiles.data(), tiles.size(), s));
-      ATTN_RETURN_IF_ERROR(L.groups.upload(groups.data(), groups.size(), s));
-      ATTN_RETURN_IF_ERROR(L.blocks.upload(blocks.data(), blocks.size(), s));
-      // The host vectors die at the end of this iteration: finish the copies first.
-      ATTN_CUDA_CHECK(cudaStreamSynchronize(s));
-      out.push_back(std::move(L));
-    }
-  }
-  return Expected<std::vector<SparseLaunch>>(std::move(out));
-}
+// The sparse layout (row-major for the forward, key-major for the backward) is
+// sparse_plan_build's (attn_sparse.cu), shared with the inference forward.
+static_assert(kTB == attn::kBK, "a key-major group is at most one backward CTA of keys");
 
 }  // namespace
 }  // namespace cuda
@@ -949,11 +846,9 @@ Status cuda_attn_sparse_backward(const float* q, const float* k, const float* v,
                                  const SparseConfig& cfg, int layer, CudaPrecision p) {
   (void)p;
   const char* what = "cuda_attn_sparse_backward";
-  ATTN_RETURN_IF_ERROR(cuda::validate_sparse(cfg));
+  ATTN_RETURN_IF_ERROR(cuda::sparse_plan_validate(cfg));
   ATTN_RETURN_IF_ERROR(cuda::check_head_width(what, d));
   if (heads < 0 || n < 0) return invalid_argument(std::string(what) + ": heads, n must be >= 0");
-  if (n >= INT32_MAX) return invalid_argument(std::string(what) + ": length exceeds 2^31");
-  if (heads > 65535) return invalid_argument(std::string(what) + ": more than 65535 heads");
   const int D = cuda::padded_width(d);
   size_t ne, rows;
   ATTN_RETURN_IF_ERROR(cuda::element_count(what, {heads, n, D}, &ne));
@@ -961,18 +856,20 @@ Status cuda_attn_sparse_backward(const float* q, const float* k, const float* v,
   auto ctx = cuda::host_ctx();
   if (!ctx) return ctx.status();
   CudaCtx& x = **ctx;
+  // Before any allocation: the plan also checks n and heads against the launch grid.
+  auto plan = cuda::sparse_plan_build(cfg, layer, heads, n, /*key_major=*/true);
+  if (!plan) return plan.status();
+  const std::vector<cuda::SparseLaunch>& launches = (*plan)->launches;
   cuda::AttnBuffers B;
   ATTN_RETURN_IF_ERROR(B.alloc(ne, ne, rows));
   if (heads == 0 || n == 0) return Status::ok();
-  auto launches = cuda::sparse_launches(cfg, layer, heads, n);
-  if (!launches) return launches.status();
   const int64_t r = int64_t{heads} * n;
   ATTN_RETURN_IF_ERROR(B.upload(x, q, k, v, dout, dq, dk, dv, r, r, d, D));
   // Forward: every pass of every head set into one online-softmax state.
   cuda::state_init_kernel<<<cuda::grid_for(r * D), cuda::kThreads, 0, x.stream>>>(
       B.out.get(), B.m.get(), B.l.get(), r, D);
   ATTN_CUDA_CHECK_LAUNCH();
-  for (const cuda::SparseLaunch& L : *launches) {
+  for (const cuda::SparseLaunch& L : launches) {
     cuda::attn::PassArgs<float> fa = B.fwd_args(n, n, d);
     fa.qpos = L.has_qpos ? L.qpos.get() : nullptr;
     fa.kpos = L.has_kpos ? L.kpos.get() : nullptr;
@@ -984,7 +881,7 @@ Status cuda_attn_sparse_backward(const float* q, const float* k, const float* v,
   }
   ATTN_RETURN_IF_ERROR(B.finish(x, r, D));
   // Backward: pass by pass, key-major.
-  for (const cuda::SparseLaunch& L : *launches) {
+  for (const cuda::SparseLaunch& L : launches) {
     cuda::BwdArgs ba = B.bwd_args(n, n, d);
     ba.qpos = L.has_qpos ? L.qpos.get() : nullptr;
     ba.kpos = L.has_kpos ? L.kpos.get() : nullptr;
